@@ -1,0 +1,71 @@
+"""Sources for systems without Linux procfs (macOS, the BSDs, Windows), through psutil.
+
+They return the same records as the Linux sources, so nothing above them changes.
+"""
+
+from __future__ import annotations
+
+from otel_bare_metal.sources.filesystem import BUSY, HUNG, MountFilter, StatfsResult, StatfsWatchdog
+from otel_bare_metal.sources.records import CPUStat, CPUTimes, FilesystemStat, FilesystemUsage, Mount
+
+# psutil field → kernel column name used in records.CPUTimes (absent fields are skipped).
+_PSUTIL_MODES = {
+    "user": "user", "nice": "nice", "system": "system", "idle": "idle", "iowait": "iowait",
+    "irq": "irq", "interrupt": "irq", "softirq": "softirq", "steal": "steal", "dpc": "softirq",
+}
+
+
+class PsutilCPUSource:
+    def __init__(self, psutil_module=None):
+        import psutil
+
+        self._psutil = psutil_module or psutil
+
+    def read(self) -> CPUStat:
+        cpus = []
+        for index, times in enumerate(self._psutil.cpu_times(percpu=True)):
+            fields = times._asdict()
+            modes = {ours: float(fields[theirs]) for theirs, ours in _PSUTIL_MODES.items() if theirs in fields}
+            cpus.append(CPUTimes(cpu=index, modes=modes, guest=fields.get("guest"), guest_nice=fields.get("guest_nice")))
+        return CPUStat(cpus=cpus)
+
+    def close(self) -> None:
+        pass
+
+
+def _psutil_statfs(psutil_module):
+    def statfs(path: str) -> StatfsResult:
+        usage = psutil_module.disk_usage(path)
+        # psutil gives bytes, not blocks: report them with a block size of 1.
+        return StatfsResult(bsize=1, blocks=usage.total, bfree=usage.total - usage.used, bavail=usage.free, files=0, ffree=0)
+
+    return statfs
+
+
+class PsutilFilesystemSource:
+    def __init__(self, mount_filter: MountFilter | None = None, timeout: float = 5.0, psutil_module=None):
+        import psutil
+
+        self._psutil = psutil_module or psutil
+        self.filter = mount_filter or MountFilter()
+        self.watchdog = StatfsWatchdog(statfs=_psutil_statfs(self._psutil), timeout=timeout)
+
+    def read(self) -> FilesystemStat:
+        mounts = []
+        for part in self._psutil.disk_partitions(all=False):
+            opts = part.opts.split(",")
+            mount = Mount(mountpoint=part.mountpoint, device=part.device, fstype=part.fstype, readonly="ro" in opts)
+            if self.filter.keep(mount):
+                mounts.append(mount)
+        results = self.watchdog.stat_many([m.mountpoint for m in mounts])
+        usages = []
+        for mount in mounts:
+            r = results[mount.mountpoint]
+            if isinstance(r, StatfsResult):
+                usages.append(FilesystemUsage(mount=mount, size=r.blocks, free=r.bfree, avail=r.bavail))
+            else:
+                usages.append(FilesystemUsage(mount=mount, error="timeout" if r in (HUNG, BUSY) else type(r).__name__, hung=r == HUNG))
+        return FilesystemStat(filesystems=usages)
+
+    def close(self) -> None:
+        self.watchdog.close()

@@ -1,0 +1,145 @@
+"""Linux procfs readers: ``/proc/stat`` CPU times and ``/proc/<pid>/mountinfo``.
+
+Reading is separate from parsing (the way prometheus/procfs does it): ``read_*`` take the
+procfs root as a value and read a pseudo-file in one go, ``parse_*`` take its text, so every
+parser is tested from strings and fixture trees.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from otel_bare_metal.sources.records import CPU_COLUMNS, CPUStat, CPUTimes, Mount, MountTable
+
+
+class ParseError(ValueError):
+    """A procfs line that does not have the expected shape; the message quotes the line."""
+
+
+def read_file(path: str) -> str:
+    """Read a pseudo-file in one read: its size lies, and its content changes between reads."""
+    with open(path, "rb", buffering=0) as f:
+        chunks = []
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
+
+
+# --------------------------------------------------------------------------- /proc/stat
+
+def parse_stat(text: str, user_hz: float) -> CPUStat:
+    """Parse the per-CPU lines of ``/proc/stat``.
+
+    Ticks become seconds (ticks / USER_HZ).  CPU ids are kept as the kernel numbers them
+    (an offline CPU leaves a gap).  The summary ``cpu`` line and non-CPU lines are skipped.
+    A malformed ``cpuN`` line does not stop the others: it is reported in ``errors``,
+    quoted, and the remaining CPUs are returned.
+    """
+    if user_hz <= 0:
+        raise ValueError(f"USER_HZ must be positive, got {user_hz!r}")
+    cpus: list[CPUTimes] = []
+    errors: list[str] = []
+    seen: set[int] = set()
+    for line in text.splitlines():
+        if not line.startswith("cpu") or line.startswith("cpu "):
+            continue
+        try:
+            times = parse_cpu_line(line, user_hz)
+        except ParseError as e:
+            errors.append(str(e))
+            continue
+        if times.cpu in seen:
+            errors.append(f"duplicate CPU {times.cpu} in /proc/stat line {line!r}")
+            continue
+        seen.add(times.cpu)
+        cpus.append(times)
+    return CPUStat(cpus=cpus, errors=errors)
+
+
+def parse_cpu_line(line: str, user_hz: float) -> CPUTimes:
+    """Parse one ``cpuN v1 v2 …`` line; raise ParseError naming the line."""
+    fields = line.split()
+    label = fields[0]
+    if not label[3:].isdigit() or not label[3:].isascii():
+        raise ParseError(f"bad CPU label in /proc/stat line {line!r}")
+    values = fields[1:]
+    if len(values) < 4:
+        raise ParseError(f"/proc/stat line has {len(values)} columns, want at least 4: {line!r}")
+    ticks = []
+    for value in values[: len(CPU_COLUMNS)]:  # columns a future kernel adds are ignored
+        if not value.isdigit() or not value.isascii():
+            raise ParseError(f"non-numeric column {value!r} in /proc/stat line {line!r}")
+        ticks.append(int(value))
+    seconds = dict(zip(CPU_COLUMNS, (t / user_hz for t in ticks)))
+    guest = seconds.pop("guest", None)
+    guest_nice = seconds.pop("guest_nice", None)
+    return CPUTimes(cpu=int(label[3:]), modes=seconds, guest=guest, guest_nice=guest_nice)
+
+
+def read_stat(procfs: str, user_hz: float) -> CPUStat:
+    return parse_stat(read_file(os.path.join(procfs, "stat")), user_hz)
+
+
+# --------------------------------------------------------------------------- mountinfo
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def unescape_octal(field: str) -> str:
+    r"""Decode the kernel's octal escapes (``\040`` space, ``\011`` tab, ``\012`` newline, ``\134`` backslash).
+
+    The kernel escapes bytes, so the decoded bytes are read as UTF-8; bytes that are not
+    UTF-8 survive as surrogate escapes, so a path always round-trips to the same bytes.
+    """
+    if "\\" not in field:
+        return field
+    raw = field.encode("utf-8", "surrogateescape")
+    decoded = _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), raw.decode("latin-1"))
+    return decoded.encode("latin-1").decode("utf-8", "surrogateescape")
+
+
+def parse_mountinfo(text: str) -> MountTable:
+    """Parse ``/proc/<pid>/mountinfo`` (proc(5)).
+
+    Line format: ``id parent major:minor root mountpoint options [optional…] - fstype source superoptions``.
+    A mount is read-only when either its per-mount options or its superblock options say ``ro``
+    (the latter is how an ext4 remounted read-only after errors shows up).
+    A malformed line is reported in ``errors``, quoted, and the other mounts are returned.
+    """
+    mounts = []
+    errors = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split(" ")
+        sep = fields.index("-", 6) if "-" in fields[6:] else -1
+        if sep < 0 or len(fields) < sep + 3 or ":" not in fields[2]:
+            errors.append(f"malformed mountinfo line {line!r}")
+            continue
+        options = fields[5].split(",")
+        super_options = fields[sep + 3].split(",") if len(fields) > sep + 3 else []
+        mounts.append(
+            Mount(
+                mountpoint=unescape_octal(fields[4]),
+                device=unescape_octal(fields[sep + 2]),
+                fstype=unescape_octal(fields[sep + 1]),
+                readonly="ro" in options or "ro" in super_options,
+                major_minor=fields[2],
+                root=unescape_octal(fields[3]),
+            )
+        )
+    return MountTable(mounts=mounts, errors=errors)
+
+
+def read_mountinfo(procfs: str) -> MountTable:
+    """Mounts as PID 1 sees them (the host's view when the exporter shares its PID namespace),
+    falling back to our own view when ``<procfs>/1/mountinfo`` cannot be read."""
+    try:
+        text = read_file(os.path.join(procfs, "1", "mountinfo"))
+    except OSError:
+        text = read_file(os.path.join(procfs, "self", "mountinfo"))
+    return parse_mountinfo(text)
