@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 from typing import Mapping
 
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
@@ -24,7 +23,7 @@ def build_resource(environ: Mapping[str, str] | None = None) -> Resource:
     attributes: dict[str, str] = {
         "service.name": "otel-bare-metal",
         "service.version": __version__,
-        "host.name": socket.gethostname(),
+        "host.name": platform.node(),
         "host.arch": _arch(platform.machine()),
         "os.type": _OS_TYPES.get(platform.system().lower(), platform.system().lower()),
     }

@@ -1,0 +1,18 @@
+from otel_bare_metal import docgen
+from otel_bare_metal.telemetry.definitions import METRICS
+
+
+def test_metrics_doc_is_generated_from_the_table():
+    assert docgen.DOC.read_text() == docgen.render(), "run: python -m otel_bare_metal.docgen"
+
+
+def test_every_metric_is_documented_and_described():
+    text = docgen.DOC.read_text()
+    for m in METRICS:
+        assert f"`{m.name}`" in text and f"`{m.prometheus_name}`" in text
+        assert m.description.strip(), f"{m.name} has no description (promtool rejects metrics without help)"
+
+
+def test_names_are_unique():
+    assert len({m.name for m in METRICS}) == len(METRICS)
+    assert len({m.prometheus_name for m in METRICS}) == len(METRICS)
