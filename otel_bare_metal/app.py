@@ -62,9 +62,9 @@ def build_collectors(config: Config) -> list[Collector]:
 class Exporter:
     """One MeterProvider, its instruments, the Prometheus page and the HTTP server."""
 
-    def __init__(self, config: Config, resource: Resource | None = None):
+    def __init__(self, config: Config, resource: Resource | None = None, collectors: list[Collector] | None = None):
         self.config = config
-        self.collectors = build_collectors(config)
+        self.collectors = build_collectors(config) if collectors is None else collectors
         self.page = PrometheusPage(scope_labels=config.scope_labels)
         self.provider = MeterProvider(resource=resource or build_resource(), metric_readers=[self.page.reader])
         instrument(self.provider.get_meter(SCOPE, __version__), self.collectors)

@@ -1,0 +1,98 @@
+"""A real Prometheus server (Debian's prometheus) scrapes the exporter on loopback."""
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+
+from helpers import FIXTURES, fetch, free_port, running_exporter, wait_for_http
+
+PROMETHEUS_CONFIG = """
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: otel-bare-metal
+    static_configs:
+      - targets: ["{target}"]
+        labels:
+          site: test
+    relabel_configs:
+      # the relabelling users write: a stable instance name instead of host:port
+      - source_labels: [__address__]
+        regex: "127\\\\.0\\\\.0\\\\.1:.*"
+        target_label: instance
+        replacement: fixture-host
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: "otel_bare_metal_collector_duration_seconds"
+        action: drop
+"""
+
+
+def prometheus_binary() -> str:
+    path = shutil.which("prometheus")
+    assert path, "prometheus not found: install Debian's prometheus package (scripts/test does)"
+    return path
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """Start Prometheus scraping a given target; yield a query function."""
+    procs = []
+
+    def start(target: str):
+        config = tmp_path / "prometheus.yml"
+        config.write_text(PROMETHEUS_CONFIG.format(target=target))
+        check = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, check.stdout + check.stderr
+        port = free_port()
+        proc = subprocess.Popen(
+            [prometheus_binary(), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(base + "/-/ready", timeout=30, proc=proc)
+
+        def query(expr: str):
+            url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+            status, _, body = fetch(url)
+            assert status == 200, body
+            return json.loads(body)["data"]["result"]
+
+        return query
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def poll(query, expr, predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    result = []
+    while time.monotonic() < deadline:
+        result = query(expr)
+        if predicate(result):
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"{expr} never satisfied the condition; last result {result}")
+
+
+def test_prometheus_scrapes_cpu_series_with_relabelling(prometheus):
+    with running_exporter(f"--path.procfs={FIXTURES / 'proc'}", f"--path.rootfs={FIXTURES / 'rootfs'}") as base:
+        query = prometheus(base.removeprefix("http://"))
+        up = poll(query, 'up{job="otel-bare-metal"}', lambda r: r and r[0]["value"][1] == "1")
+        assert up[0]["metric"]["instance"] == "fixture-host"
+        cpu = poll(query, 'system_cpu_time_seconds_total{cpu_mode="user"}', lambda r: len(r) == 3)
+        assert sorted(r["metric"]["cpu_logical_number"] for r in cpu) == ["0", "1", "3"]
+        assert all(r["metric"]["instance"] == "fixture-host" and r["metric"]["site"] == "test" for r in cpu)
+        fs = query("system_filesystem_limit_bytes")
+        assert {r["metric"]["system_filesystem_mountpoint"] for r in fs} >= {"/", "/data", "/mnt/with space"}
+        assert query("otel_bare_metal_collector_duration_seconds") == [], "metric relabelling dropped it"
+        assert query('otel_bare_metal_collector_success{collector="cpu"}')[0]["value"][1] == "1"
