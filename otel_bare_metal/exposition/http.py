@@ -114,6 +114,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     routes: dict[str, Handler] = {}
     protocol_version = "HTTP/1.1"
     server_version = "otel-bare-metal"
+    # Headers and body are two writes; with Nagle's algorithm the second waits for the
+    # client's delayed ACK (~40 ms per keep-alive scrape).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:  # noqa: N802
         self._dispatch()
