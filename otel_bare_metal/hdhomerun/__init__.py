@@ -1,0 +1,89 @@
+"""HDHomeRun network tuners: a pure-Python client of SiliconDust's native control
+protocol (TCP/UDP port 65001), a device simulator and command-line tools.
+
+This package is a *source*: it reads devices and returns plain typed records.  It never
+imports OpenTelemetry.  Standard library only.
+
+    >>> from otel_bare_metal.hdhomerun import Client
+    >>> with Client("192.168.1.8") as device:            # doctest: +SKIP
+    ...     debug = device.tuner_debug(0)
+"""
+
+from .client import (
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT,
+    Client,
+    DeviceError,
+    RequestTimeout,
+    TransportError,
+    is_unknown_variable,
+    parse_address,
+)
+from .discover import DiscoveredDevice, device_id_valid, discover
+from .packet import (
+    BadCRCError,
+    BadLengthError,
+    FrameTooLargeError,
+    HDHomeRunError,
+    Packet,
+    ProtocolError,
+    ShortFrameError,
+    UnexpectedReplyError,
+    decode,
+    encode,
+)
+from .simulator import Faults, Simulator
+from .text import (
+    CounterSection,
+    FilterSection,
+    NetworkSection,
+    ParseError,
+    Program,
+    StreamInfo,
+    TransportSection,
+    TunerDebug,
+    TunerSection,
+    TunerStatus,
+    parse_tuner_debug,
+    parse_tuner_status,
+    parse_tuner_streaminfo,
+)
+
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_TIMEOUT",
+    "BadCRCError",
+    "BadLengthError",
+    "Client",
+    "CounterSection",
+    "DeviceError",
+    "DiscoveredDevice",
+    "Faults",
+    "FilterSection",
+    "FrameTooLargeError",
+    "HDHomeRunError",
+    "NetworkSection",
+    "Packet",
+    "ParseError",
+    "Program",
+    "ProtocolError",
+    "RequestTimeout",
+    "ShortFrameError",
+    "Simulator",
+    "StreamInfo",
+    "TransportError",
+    "TransportSection",
+    "TunerDebug",
+    "TunerSection",
+    "TunerStatus",
+    "UnexpectedReplyError",
+    "decode",
+    "device_id_valid",
+    "discover",
+    "encode",
+    "is_unknown_variable",
+    "parse_address",
+    "parse_tuner_debug",
+    "parse_tuner_status",
+    "parse_tuner_streaminfo",
+]

@@ -1,0 +1,365 @@
+"""Parsers for the text values an HDHomeRun returns: ``/tunerN/debug``, ``/tunerN/status``
+and ``/tunerN/streaminfo``.
+
+Parsers take a string (the value already fetched) and return frozen dataclasses, so they
+are tested from literal samples without any device.  Every malformed input raises
+:class:`ParseError` (a :class:`ValueError`), never anything else; the message quotes the
+offending line.
+
+Tolerance rules (firmware differs between models and years):
+
+* lines are ``prefix:`` followed by whitespace-separated ``key=value`` tokens; padding
+  (``ts:  bps=...``) does not matter;
+* unknown prefixes (``flt:`` from older firmware is kept, anything else is collected in
+  ``extra``) and unknown keys (``ut=``, ``miss=``…) are accepted;
+* a key the firmware did not send is ``None``; a whole line it did not send is ``None``;
+* integers may carry a unit suffix in parentheses, ``ss=83(-10dBmV)`` -> 83;
+* the literal ``none`` means "not in use" -> ``None``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from .packet import HDHomeRunError
+
+__all__ = [
+    "ParseError",
+    "TunerSection",
+    "CounterSection",
+    "TransportSection",
+    "FilterSection",
+    "NetworkSection",
+    "TunerDebug",
+    "TunerStatus",
+    "Program",
+    "StreamInfo",
+    "parse_tuner_debug",
+    "parse_tuner_status",
+    "parse_tuner_streaminfo",
+    "parse_int",
+]
+
+
+class ParseError(HDHomeRunError, ValueError):
+    """A device's text value does not have the expected shape."""
+
+
+# A leading (optionally signed) integer, optionally followed by a unit in parentheses.
+_INT_RE = re.compile(r"([+-]?[0-9]+)(\([^()]*\))?")
+# Python refuses int() of more than 4300 digits; no device value comes near that.
+_MAX_DIGITS = 40
+
+
+def _to_int(digits: str, what: str) -> int:
+    if len(digits) > _MAX_DIGITS:
+        raise ParseError(f"{what}: number with {len(digits)} digits is not plausible")
+    return int(digits)
+
+
+def parse_int(value: str, *, key: str = "value", line: str | None = None) -> int | None:
+    """An integer field: ``none`` -> None, ``83`` -> 83, ``83(-10dBmV)`` -> 83."""
+    if value == "none":
+        return None
+    m = _INT_RE.fullmatch(value)
+    if m is None:
+        where = f" in line {line!r}" if line is not None else ""
+        raise ParseError(f"{key}={value!r} is not an integer{where}")
+    return _to_int(m.group(1), f"{key} in line {line!r}" if line is not None else key)
+
+
+def _text(value: str) -> str | None:
+    return None if value == "none" else value
+
+
+def _parse_pairs(tokens: list[str], line: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if not sep or not key:
+            raise ParseError(f"expected key=value, got {token!r} in line {line!r}")
+        if key in pairs:
+            raise ParseError(f"key {key!r} repeated in line {line!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _ints(pairs: Mapping[str, str], keys: tuple[str, ...], line: str) -> dict[str, int | None]:
+    return {k: (parse_int(pairs[k], key=k, line=line) if k in pairs else None) for k in keys}
+
+
+@dataclass(frozen=True)
+class TunerSection:
+    """The ``tun:`` line: what the tuner was asked for and what it locked onto.
+
+    ``channel`` is e.g. ``8vsb:575000000``, ``auto:33``, ``qam:381000000`` or ``None``
+    (idle).  ``lock`` is the modulation locked (``8vsb``, ``qam256``, newer firmware
+    ``8vsb:575000000``), ``None`` when not locked; a value in parentheses such as
+    ``(ntsc)`` means a signal is seen but cannot be decoded.  ``signal_strength``,
+    ``snr_quality`` and ``symbol_quality`` are percentages.
+    """
+
+    channel: str | None
+    lock: str | None
+    signal_strength: int | None
+    snr_quality: int | None
+    symbol_quality: int | None
+    dbg: str | None
+
+    @property
+    def locked(self) -> bool:
+        """True when the tuner has a decodable lock (not ``none`` and not ``(ntsc)``-style)."""
+        return self.lock is not None and not self.lock.startswith("(")
+
+    @property
+    def modulation(self) -> str | None:
+        """The lock without the frequency: ``8vsb:575000000`` -> ``8vsb``."""
+        if self.lock is None:
+            return None
+        return self.lock.partition(":")[0]
+
+
+@dataclass(frozen=True)
+class CounterSection:
+    """A ``dev:`` or ``cc:`` line: raw bits/s and the resync and overflow counters."""
+
+    bps: int | None
+    resync: int | None
+    overflow: int | None
+
+
+@dataclass(frozen=True)
+class TransportSection:
+    """The ``ts:`` line: transport-stream bits/s, transport errors (``te``), CRC errors,
+    and on older firmware utilisation percent (``ut``) and ``miss``."""
+
+    bps: int | None
+    te: int | None
+    crc: int | None
+    ut: int | None = None
+    miss: int | None = None
+
+
+@dataclass(frozen=True)
+class FilterSection:
+    """The ``flt:`` line of older firmware: bits/s after PID filtering."""
+
+    bps: int | None
+
+
+@dataclass(frozen=True)
+class NetworkSection:
+    """The ``net:`` line: bits/s (newer firmware), packets/s sent, packets dropped
+    (``err``) and ``stop``, why the stream stopped (0 running, 1 intentional, 2 ICMP
+    reject, 3 connection loss, 4 HTTP closed; other values exist)."""
+
+    bps: int | None
+    pps: int | None
+    err: int | None
+    stop: int | None
+
+
+@dataclass(frozen=True)
+class TunerDebug:
+    """``/tunerN/debug``: one optional section per line the firmware sent.
+
+    ``extra`` maps any unknown prefix to its raw ``key=value`` pairs.
+    """
+
+    tun: TunerSection | None = None
+    dev: CounterSection | None = None
+    cc: CounterSection | None = None
+    ts: TransportSection | None = None
+    flt: FilterSection | None = None
+    net: NetworkSection | None = None
+    extra: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def _split_line(line: str) -> tuple[str, list[str]]:
+    prefix, sep, rest = line.partition(":")
+    prefix = prefix.strip()
+    if not sep or not prefix or any(c.isspace() for c in prefix) or "=" in prefix:
+        raise ParseError(f"expected 'prefix: key=value ...', got {line!r}")
+    return prefix, rest.split()
+
+
+def parse_tuner_debug(text: str) -> TunerDebug:
+    """Parse a ``/tunerN/debug`` value (see the module docstring for tolerance rules)."""
+    if not isinstance(text, str):
+        raise ParseError(f"expected text, got {type(text).__name__}")
+    sections: dict[str, object] = {}
+    extra: dict[str, Mapping[str, str]] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        prefix, tokens = _split_line(line)
+        if prefix in sections or prefix in extra:
+            raise ParseError(f"line {prefix!r} repeated: {line!r}")
+        pairs = _parse_pairs(tokens, line)
+        if prefix == "tun":
+            ints = _ints(pairs, ("ss", "snq", "seq"), line)
+            sections[prefix] = TunerSection(
+                channel=_text(pairs["ch"]) if "ch" in pairs else None,
+                lock=_text(pairs["lock"]) if "lock" in pairs else None,
+                signal_strength=ints["ss"],
+                snr_quality=ints["snq"],
+                symbol_quality=ints["seq"],
+                dbg=pairs.get("dbg"),
+            )
+        elif prefix in ("dev", "cc"):
+            sections[prefix] = CounterSection(**_ints(pairs, ("bps", "resync", "overflow"), line))
+        elif prefix == "ts":
+            sections[prefix] = TransportSection(
+                **_ints(pairs, ("bps", "te", "crc", "ut", "miss"), line)
+            )
+        elif prefix == "flt":
+            sections[prefix] = FilterSection(**_ints(pairs, ("bps",), line))
+        elif prefix == "net":
+            sections[prefix] = NetworkSection(**_ints(pairs, ("bps", "pps", "err", "stop"), line))
+        else:
+            extra[prefix] = MappingProxyType(dict(pairs))
+    if not sections and not extra:
+        raise ParseError(f"no debug lines in {text!r}")
+    return TunerDebug(extra=MappingProxyType(extra), **sections)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class TunerStatus:
+    """``/tunerN/status``: ``ch=… lock=… ss=… snq=… seq=… bps=… pps=…`` on one line."""
+
+    channel: str | None
+    lock: str | None
+    signal_strength: int | None
+    snr_quality: int | None
+    symbol_quality: int | None
+    bps: int | None
+    pps: int | None
+
+    @property
+    def locked(self) -> bool:
+        """True when the tuner has a decodable lock."""
+        return self.lock is not None and not self.lock.startswith("(")
+
+
+def parse_tuner_status(text: str) -> TunerStatus:
+    """Parse a ``/tunerN/status`` value; unknown keys are ignored."""
+    if not isinstance(text, str):
+        raise ParseError(f"expected text, got {type(text).__name__}")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) != 1:
+        raise ParseError(f"expected one status line, got {len(lines)} in {text!r}")
+    line = lines[0]
+    pairs = _parse_pairs(line.split(), line)
+    if "ch" not in pairs and "lock" not in pairs:
+        raise ParseError(f"status line has neither ch= nor lock=: {line!r}")
+    ints = _ints(pairs, ("ss", "snq", "seq", "bps", "pps"), line)
+    return TunerStatus(
+        channel=_text(pairs["ch"]) if "ch" in pairs else None,
+        lock=_text(pairs["lock"]) if "lock" in pairs else None,
+        signal_strength=ints["ss"],
+        snr_quality=ints["snq"],
+        symbol_quality=ints["seq"],
+        bps=ints["bps"],
+        pps=ints["pps"],
+    )
+
+
+@dataclass(frozen=True)
+class Program:
+    """One line of ``/tunerN/streaminfo``: ``3: 49.1 WEDW-1 (encrypted)``."""
+
+    number: int
+    vchannel: str | None
+    name: str
+    flags: tuple[str, ...] = ()
+
+    @property
+    def encrypted(self) -> bool:
+        return "encrypted" in self.flags
+
+    @property
+    def no_data(self) -> bool:
+        return "no data" in self.flags
+
+    @property
+    def control(self) -> bool:
+        return "control" in self.flags
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """``/tunerN/streaminfo``: the programs in the multiplex and its ``tsid``.
+
+    An idle tuner (``none``) gives no programs and ``tsid=None``.  Other ``key=value``
+    lines (``onid=…`` on DVB firmware) are kept in ``extra`` as raw text.
+    """
+
+    programs: tuple[Program, ...] = ()
+    tsid: int | None = None
+    extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+_PROGRAM_RE = re.compile(r"([0-9]+):\s*(.*)")
+_VCHANNEL_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_FLAG_RE = re.compile(r"\s*\(([^()]*)\)\s*$")
+_KV_LINE_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
+
+
+def parse_tuner_streaminfo(text: str) -> StreamInfo:
+    """Parse a ``/tunerN/streaminfo`` value.
+
+    Program lines are ``<program>: [<vchannel>] [<name>] [(flag)]...``; ``tsid=0x01F7``
+    (hexadecimal or decimal) closes the list; ``none`` alone means idle.
+    """
+    if not isinstance(text, str):
+        raise ParseError(f"expected text, got {type(text).__name__}")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise ParseError("empty streaminfo")
+    if lines == ["none"]:
+        return StreamInfo()
+    programs: list[Program] = []
+    tsid: int | None = None
+    extra: dict[str, str] = {}
+    for line in lines:
+        m = _PROGRAM_RE.fullmatch(line)
+        if m is not None:
+            number = _to_int(m.group(1), f"program number in line {line!r}")
+            rest = m.group(2)
+            flags: list[str] = []
+            while True:
+                fm = _FLAG_RE.search(rest)
+                if fm is None:
+                    break
+                flags.insert(0, fm.group(1))
+                rest = rest[: fm.start()]
+            if "(" in rest or ")" in rest:
+                raise ParseError(f"unbalanced parentheses in program line {line!r}")
+            head, _, name = rest.strip().partition(" ")
+            vchannel: str | None = None
+            if _VCHANNEL_RE.fullmatch(head):
+                vchannel = head
+                name = name.strip()
+            else:
+                name = rest.strip()
+            programs.append(Program(number, vchannel, name, tuple(flags)))
+            continue
+        kv = _KV_LINE_RE.fullmatch(line)
+        if kv is not None:
+            key, value = kv.group(1), kv.group(2)
+            if key == "tsid":
+                try:
+                    if len(value) > _MAX_DIGITS:
+                        raise ValueError(value)
+                    tsid = int(value, 0)
+                except ValueError:
+                    raise ParseError(f"tsid={value!r} is not a number in line {line!r}") from None
+            else:
+                extra[key] = value
+            continue
+        raise ParseError(f"unrecognised streaminfo line {line!r}")
+    return StreamInfo(tuple(programs), tsid, MappingProxyType(extra))
