@@ -7,14 +7,19 @@ fixture trees and an ephemeral port; the command line builds one from flags.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__
 from otel_bare_metal.exposition.http import HTTPServer, Request, Response, healthz, landing_page
+from otel_bare_metal.exposition.otlp import otlp_reader
 from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.sources import cpu_source, filesystem_source
 from otel_bare_metal.sources.filesystem import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, MountFilter
@@ -41,6 +46,9 @@ class Config:
     mount_timeout: float = 5.0
     scope_labels: bool = False
     platform: str = sys.platform
+    exporters: set[str] = field(default_factory=lambda: {"prometheus"})  # see exposition/otlp.selected_exporters
+    otlp_endpoint: str = ""
+    otlp_protocol: str = ""
 
 
 def build_collectors(config: Config) -> list[Collector]:
@@ -62,25 +70,43 @@ def build_collectors(config: Config) -> list[Collector]:
 class Exporter:
     """One MeterProvider, its instruments, the Prometheus page and the HTTP server."""
 
-    def __init__(self, config: Config, resource: Resource | None = None, collectors: list[Collector] | None = None):
+    def __init__(
+        self,
+        config: Config,
+        resource: Resource | None = None,
+        collectors: list[Collector] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ):
         self.config = config
+        environ = os.environ if environ is None else environ
         self.collectors = build_collectors(config) if collectors is None else collectors
-        self.page = PrometheusPage(scope_labels=config.scope_labels)
-        self.provider = MeterProvider(resource=resource or build_resource(), metric_readers=[self.page.reader])
+        readers = []
+        self.page: PrometheusPage | None = None
+        if "prometheus" in config.exporters:
+            self.page = PrometheusPage(scope_labels=config.scope_labels)
+            readers.append(self.page.reader)
+        self.push: PeriodicExportingMetricReader | None = None
+        if "otlp" in config.exporters:
+            self.push = otlp_reader(environ, config.otlp_endpoint, config.otlp_protocol)
+            readers.append(self.push)
+        self.provider = MeterProvider(resource=resource or build_resource(), metric_readers=readers)
         instrument(self.provider.get_meter(SCOPE, __version__), self.collectors)
         self.server: HTTPServer | None = None
 
     def metrics(self, request: Request) -> Response:
+        assert self.page is not None
         body, content_type = self.page.render(request.header("accept"))
         return Response(200, body, content_type)
 
     def routes(self) -> dict:
         path = self.config.telemetry_path
-        return {
-            path: self.metrics,
+        routes = {
             "/": landing_page("otel-bare-metal", {path: "Metrics", "/healthz": "Health"}),
             "/healthz": healthz,
         }
+        if self.page is not None:  # with OTEL_METRICS_EXPORTER=otlp there is no /metrics page
+            routes[path] = self.metrics
+        return routes
 
     def start(self) -> "Exporter":
         self.server = HTTPServer(self.config.listen_address, self.routes()).start()
@@ -88,8 +114,14 @@ class Exporter:
         return self
 
     def close(self) -> None:
+        """Stop serving, push one last OTLP export (bounded by the export timeout), release sources."""
         if self.server is not None:
             self.server.shutdown()
-        self.provider.shutdown()
+        timeout = self.push._export_timeout_millis / 1000 if self.push is not None else 5.0
+        done = threading.Thread(target=self.provider.shutdown, kwargs={"timeout_millis": timeout * 1000}, daemon=True)
+        done.start()
+        done.join(timeout + 1)
+        if done.is_alive():
+            log.warning("OTLP flush did not finish within %.1fs; exiting anyway", timeout)
         for c in self.collectors:
             c.close()

@@ -70,6 +70,8 @@ SERVE_FLAGS: list[tuple[str, object, str]] = [
     ("--collector.filesystem.mount-points-include", "", "Regexp of mount points to include (default: all)."),
     ("--collector.filesystem.fs-types-include", "", "Regexp of filesystem types to include (default: all)."),
     ("--collector.filesystem.mount-timeout", 5.0, "Seconds to wait for statfs on a mount before marking it hung."),
+    ("--otlp.endpoint", "", "Push OTLP to this endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT / _METRICS_ENDPOINT)."),
+    ("--otlp.protocol", "", "grpc or http/protobuf (else OTEL_EXPORTER_OTLP_PROTOCOL; default http/protobuf)."),
     ("--metrics.scope-labels", False, "Add otel_scope_name/version labels to every sample (doubles the payload)."),
     ("--log.level", "info", "Only log messages with the given severity or above: debug, info, warn, error."),
 ]
@@ -108,12 +110,16 @@ def serve_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]):
     from otel_bare_metal.app import Config
     from otel_bare_metal.exposition.http import parse_listen_address
+    from otel_bare_metal.exposition.otlp import protocol, selected_exporters
     from otel_bare_metal.sources.filesystem import MountFilter
 
     try:
+        exporters = selected_exporters(environ, args.otlp_endpoint)
+        if "otlp" in exporters:
+            protocol(environ, args.otlp_protocol)
         parse_listen_address(args.web_listen_address)
         MountFilter(
             args.collector_filesystem_mount_points_exclude,
@@ -143,6 +149,9 @@ def config_from_args(args: argparse.Namespace):
         fs_types_include=args.collector_filesystem_fs_types_include,
         mount_timeout=args.collector_filesystem_mount_timeout,
         scope_labels=args.metrics_scope_labels,
+        exporters=exporters,
+        otlp_endpoint=args.otlp_endpoint,
+        otlp_protocol=args.otlp_protocol,
     )
 
 
@@ -150,7 +159,7 @@ def serve(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     from otel_bare_metal.logutil import setup_logging
 
     args = serve_parser(environ).parse_args(argv)
-    config = config_from_args(args)
+    config = config_from_args(args, environ)
     setup_logging(args.log_level)
 
     from otel_bare_metal.app import Exporter
