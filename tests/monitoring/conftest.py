@@ -1,0 +1,40 @@
+"""Fixtures for the monitoring tests; the PromQL scanner lives in monitoring_support.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from monitoring_support import MONITORING, PROMETHEUS_SERIES
+
+
+@pytest.fixture(scope="session")
+def exported_names() -> set[str]:
+    from otel_bare_metal.telemetry.definitions import METRICS
+
+    return {m.prometheus_name for m in METRICS} | PROMETHEUS_SERIES
+
+
+@pytest.fixture(scope="session")
+def alerts() -> dict:
+    return yaml.safe_load((MONITORING / "alerts.yml").read_text())
+
+
+@pytest.fixture(scope="session")
+def alert_tests() -> dict:
+    return yaml.safe_load((MONITORING / "alerts_test.yml").read_text())
+
+
+@pytest.fixture(scope="session")
+def dashboard() -> dict:
+    return json.loads((MONITORING / "dashboard.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    assert path, "promtool not found: install Debian's prometheus package (scripts/test does)"
+    return path
