@@ -11,17 +11,20 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__
+from otel_bare_metal.exposition.allowlist import DEFAULT_RULES, Allowlist, TargetNotAllowed
 from otel_bare_metal.exposition.http import HTTPServer, Request, Response, healthz, landing_page
 from otel_bare_metal.exposition.otlp import otlp_reader
+from otel_bare_metal.exposition.probe import ProbeTargets
 from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.sources import cpu_source, filesystem_source
+from otel_bare_metal.sources.hdhomerun import Fleet
 from otel_bare_metal.sources.filesystem import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, MountFilter
 from otel_bare_metal.telemetry import Collector, instrument
 from otel_bare_metal.telemetry.resource import build_resource
@@ -46,12 +49,29 @@ class Config:
     mount_timeout: float = 5.0
     scope_labels: bool = False
     platform: str = sys.platform
+    hdhomerun_devices: list[str] = field(default_factory=list)
+    hdhomerun_discover: bool = False
+    hdhomerun_timeout: float = 2.5
+    hdhomerun_allow_targets: list[str] = field(default_factory=lambda: list(DEFAULT_RULES))
     exporters: set[str] = field(default_factory=lambda: {"prometheus"})  # see exposition/otlp.selected_exporters
     otlp_endpoint: str = ""
     otlp_protocol: str = ""
 
 
-def build_collectors(config: Config) -> list[Collector]:
+def discovered_devices() -> list[str]:
+    """Devices that answer a broadcast discover on the local network (``--hdhomerun.discover``)."""
+    from otel_bare_metal.hdhomerun import discover
+
+    try:
+        found = discover(None, allow_broadcast=True)
+    except OSError as e:
+        log.warning("HDHomeRun discovery failed: %s", e)
+        return []
+    log.info("HDHomeRun discovery found %d device(s)", len(found))
+    return [d.ip for d in found]
+
+
+def build_collectors(config: Config, discover: Callable[[], list[str]] = discovered_devices) -> list[Collector]:
     collectors = []
     if config.collectors.get("cpu"):
         collectors.append(Collector("cpu", cpu_source(config.procfs, platform=config.platform)))
@@ -64,6 +84,11 @@ def build_collectors(config: Config) -> list[Collector]:
         )
         source = filesystem_source(config.procfs, config.rootfs, mount_filter, config.mount_timeout, platform=config.platform)
         collectors.append(Collector("filesystem", source))
+    devices = list(config.hdhomerun_devices)
+    if config.hdhomerun_discover:
+        devices += discover()
+    if devices:
+        collectors.append(Collector("hdhomerun", Fleet(devices, config.hdhomerun_timeout)))
     return collectors
 
 
@@ -89,24 +114,43 @@ class Exporter:
         if "otlp" in config.exporters:
             self.push = otlp_reader(environ, config.otlp_endpoint, config.otlp_protocol)
             readers.append(self.push)
-        self.provider = MeterProvider(resource=resource or build_resource(), metric_readers=readers)
+        resource = resource or build_resource()
+        self.provider = MeterProvider(resource=resource, metric_readers=readers)
         instrument(self.provider.get_meter(SCOPE, __version__), self.collectors)
+        self.allowlist = Allowlist(config.hdhomerun_allow_targets, configured=config.hdhomerun_devices)
+        self.probes = ProbeTargets(config.hdhomerun_timeout, resource)
         self.server: HTTPServer | None = None
 
     def metrics(self, request: Request) -> Response:
-        assert self.page is not None
+        if "target" in request.query:  # hdhomerun_exporter's /metrics?target= works unchanged
+            return self.probe(request)
+        if self.page is None:
+            return Response(404, b"the /metrics page is off (OTEL_METRICS_EXPORTER has no prometheus)\n")
         body, content_type = self.page.render(request.header("accept"))
+        return Response(200, body, content_type)
+
+    def probe(self, request: Request) -> Response:
+        targets = [t for t in request.query.get("target", []) if t.strip()]
+        if len(targets) != 1:
+            return Response(400, b"exactly one target parameter is required, e.g. /probe?target=192.168.1.8\n")
+        target = targets[0].strip()
+        try:
+            self.allowlist.check(target)
+        except TargetNotAllowed as e:
+            return Response(403, f"{e}\n".encode())
+        except ValueError as e:
+            return Response(400, f"bad target: {e}\n".encode())
+        body, content_type = self.probes.get(target).render(request.header("accept"))
         return Response(200, body, content_type)
 
     def routes(self) -> dict:
         path = self.config.telemetry_path
-        routes = {
-            "/": landing_page("otel-bare-metal", {path: "Metrics", "/healthz": "Health"}),
+        return {
+            "/": landing_page("otel-bare-metal", {path: "Metrics", "/probe?target=127.0.0.1": "Probe an HDHomeRun device", "/healthz": "Health"}),
             "/healthz": healthz,
+            path: self.metrics,
+            "/probe": self.probe,
         }
-        if self.page is not None:  # with OTEL_METRICS_EXPORTER=otlp there is no /metrics page
-            routes[path] = self.metrics
-        return routes
 
     def start(self) -> "Exporter":
         self.server = HTTPServer(self.config.listen_address, self.routes()).start()
@@ -123,5 +167,6 @@ class Exporter:
         done.join(timeout + 1)
         if done.is_alive():
             log.warning("OTLP flush did not finish within %.1fs; exiting anyway", timeout)
+        self.probes.close()
         for c in self.collectors:
             c.close()

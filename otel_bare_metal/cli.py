@@ -70,6 +70,12 @@ SERVE_FLAGS: list[tuple[str, object, str]] = [
     ("--collector.filesystem.mount-points-include", "", "Regexp of mount points to include (default: all)."),
     ("--collector.filesystem.fs-types-include", "", "Regexp of filesystem types to include (default: all)."),
     ("--collector.filesystem.mount-timeout", 5.0, "Seconds to wait for statfs on a mount before marking it hung."),
+    ("--hdhomerun.device", [], "HDHomeRun device to collect, host or host:port (repeatable; env: comma-separated)."),
+    ("--hdhomerun.devices-file", "", "File listing HDHomeRun devices, one address per line (# comments)."),
+    ("--hdhomerun.discover", False, "Add the HDHomeRun devices that answer a broadcast discover at start."),
+    ("--hdhomerun.timeout", 2.5, "Seconds one HDHomeRun device may take per collection."),
+    ("--hdhomerun.allow-target", [], "Networks /probe may dial: NETWORK[/PREFIX][:PORT|:*] (repeatable; "
+     "default: loopback and private ranges on port 65001)."),
     ("--otlp.endpoint", "", "Push OTLP to this endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT / _METRICS_ENDPOINT)."),
     ("--otlp.protocol", "", "grpc or http/protobuf (else OTEL_EXPORTER_OTLP_PROTOCOL; default http/protobuf)."),
     ("--metrics.scope-labels", False, "Add otel_scope_name/version labels to every sample (doubles the payload)."),
@@ -94,6 +100,11 @@ def serve_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default = defaults.get(flag, default)
         var = env_name(flag)
         dest = flag.lstrip("-").replace(".", "_").replace("-", "_")
+        if isinstance(default, list):
+            value = [v.strip() for v in environ.get(var, "").split(",") if v.strip()]
+            p.add_argument(flag, dest=dest, action="append", default=None, metavar="VALUE", help=f"{help_text} [{var}]")
+            p.set_defaults(**{dest + "_env": value})
+            continue
         if isinstance(default, bool):
             value = _bool(environ[var], var) if var in environ else default
             p.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=value, help=f"{help_text} [{var}]")
@@ -116,7 +127,21 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]):
     from otel_bare_metal.exposition.otlp import protocol, selected_exporters
     from otel_bare_metal.sources.filesystem import MountFilter
 
+    from otel_bare_metal.exposition.allowlist import DEFAULT_RULES, Allowlist
+    from otel_bare_metal.hdhomerun import parse_address
+
+    devices = args.hdhomerun_device if args.hdhomerun_device is not None else args.hdhomerun_device_env
+    allow = args.hdhomerun_allow_target if args.hdhomerun_allow_target is not None else args.hdhomerun_allow_target_env
+    if args.hdhomerun_devices_file:
+        try:
+            with open(args.hdhomerun_devices_file) as f:
+                devices = devices + [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
+        except OSError as e:
+            raise UsageError(f"--hdhomerun.devices-file {args.hdhomerun_devices_file!r}: {e.strerror or e}") from None
     try:
+        for device in devices:
+            parse_address(device)
+        Allowlist(allow or DEFAULT_RULES, configured=devices)
         exporters = selected_exporters(environ, args.otlp_endpoint)
         if "otlp" in exporters:
             protocol(environ, args.otlp_protocol)
@@ -149,6 +174,10 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]):
         fs_types_include=args.collector_filesystem_fs_types_include,
         mount_timeout=args.collector_filesystem_mount_timeout,
         scope_labels=args.metrics_scope_labels,
+        hdhomerun_devices=devices,
+        hdhomerun_discover=args.hdhomerun_discover,
+        hdhomerun_timeout=args.hdhomerun_timeout,
+        hdhomerun_allow_targets=allow or list(DEFAULT_RULES),
         exporters=exporters,
         otlp_endpoint=args.otlp_endpoint,
         otlp_protocol=args.otlp_protocol,

@@ -77,10 +77,11 @@ def prometheus_renames() -> dict[str, str]:
 class PrometheusPage:
     """A Prometheus reader with its own registry; ``render`` gives one complete exposition."""
 
-    def __init__(self, scope_labels: bool = False):
+    def __init__(self, scope_labels: bool = False, target_info: bool = True):
         self.registry = CollectorRegistry(auto_describe=False)
         self.reader = _RenamingReader(
             prometheus_renames(),
+            disable_target_info=not target_info,
             scope_info_enabled=scope_labels,
             registry=self.registry,
             cardinality_limits=CARDINALITY_LIMITS,

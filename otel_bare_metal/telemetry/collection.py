@@ -2,12 +2,11 @@
 
 The OpenTelemetry SDK calls every observable instrument's callbacks once per reader
 collection, in the order the instruments were created, all on the collecting thread (and
-one collection at a time: the SDK's measurement consumer holds a lock).  The self-monitoring
-instrument ``otel_bare_metal.collector.duration`` is created first; its callback reads every
-source (timing each one) and keeps the records in a thread-local slot, and the instruments
-created after it map those records.  So a source is read exactly once per collection — by a
-Prometheus scrape or by an OTLP export alike — and one source failing makes only its own
-``success`` 0, never the scrape.
+one collection at a time: the SDK's measurement consumer holds a lock).  ``register`` makes
+the first instrument's callback read every source first (timing each one) and keep the
+records in a thread-local slot; every instrument, that one included, then maps those
+records.  So a source is read exactly once per collection — by a Prometheus scrape or by an
+OTLP export alike — and one source failing makes only its own ``success`` 0, never the scrape.
 """
 
 from __future__ import annotations
@@ -81,8 +80,6 @@ Observer = Callable[[], Iterable[Observation]]
 
 def self_monitoring_observers(collectors: list[Collector]) -> dict[str, Observer]:
     def duration() -> Iterable[Observation]:
-        for c in collectors:
-            c.refresh()
         return [Observation(c.duration, c.attributes) for c in collectors]
 
     def success() -> Iterable[Observation]:
@@ -91,13 +88,21 @@ def self_monitoring_observers(collectors: list[Collector]) -> dict[str, Observer
     return {"otel_bare_metal.collector.duration": duration, "otel_bare_metal.collector.success": success}
 
 
-def register(meter: Meter, observers: dict[str, Observer], definitions: Iterable[Metric] = METRICS) -> list[Metric]:
-    """Create one observable instrument per definition that has an observer, in table order."""
+def register(
+    meter: Meter,
+    observers: dict[str, Observer],
+    collectors: list[Collector],
+    definitions: Iterable[Metric] = METRICS,
+) -> list[Metric]:
+    """Create one observable instrument per definition that has an observer, in table order;
+    the first one refreshes ``collectors`` before it observes."""
     created = []
     for d in definitions:
         observe = observers.get(d.name)
         if observe is None:
             continue
+        if not created:
+            observe = _refreshing(collectors, observe)
         create = {
             Kind.COUNTER: meter.create_observable_counter,
             Kind.UPDOWN: meter.create_observable_up_down_counter,
@@ -106,6 +111,15 @@ def register(meter: Meter, observers: dict[str, Observer], definitions: Iterable
         create(d.name, callbacks=[_callback(observe)], unit=d.unit, description=d.description)
         created.append(d)
     return created
+
+
+def _refreshing(collectors: list[Collector], observe: Observer) -> Observer:
+    def refresh_then_observe() -> Iterable[Observation]:
+        for c in collectors:
+            c.refresh()
+        return observe()
+
+    return refresh_then_observe
 
 
 def _callback(observe: Observer) -> Callable[[CallbackOptions], Iterable[Observation]]:

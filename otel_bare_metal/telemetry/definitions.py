@@ -78,7 +78,7 @@ HDHOMERUN_METRICS: tuple[Metric, ...] = (
     Metric("hdhomerun.tuner.count", Kind.GAUGE, "{tuner}", "Number of tuners the device has.", DEV, "hdhomerun",
            prometheus="hdhomerun_tuners"),
     _tuner("hdhomerun.tuner.info", Kind.GAUGE, "1", "Always 1; the channel asked for and the modulation locked (tun: line) as attributes.",
-           ("hdhomerun.channel", "hdhomerun.lock", "hdhomerun.vchannel")),
+           ("hdhomerun.channel", "hdhomerun.lock")),
     _tuner("hdhomerun.tuner.signal_strength", Kind.GAUGE, "1", "Signal strength, 0 to 1 (ss / 100)."),
     _tuner("hdhomerun.tuner.signal_to_noise_quality", Kind.GAUGE, "1", "Signal-to-noise quality, 0 to 1 (snq / 100)."),
     _tuner("hdhomerun.tuner.symbol_quality", Kind.GAUGE, "1", "Symbol error quality, 0 to 1 (seq / 100; 1 = no errors)."),
