@@ -44,9 +44,9 @@ def prometheus(tmp_path):
     """Start Prometheus scraping a given target; yield a query function."""
     procs = []
 
-    def start(target: str):
+    def start(target: str, template: str = PROMETHEUS_CONFIG, **fields):
         config = tmp_path / "prometheus.yml"
-        config.write_text(PROMETHEUS_CONFIG.format(target=target))
+        config.write_text(template.format(target=target, **fields))
         check = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=30)
         assert check.returncode == 0, check.stdout + check.stderr
         port = free_port()
@@ -92,7 +92,44 @@ def test_prometheus_scrapes_cpu_series_with_relabelling(prometheus):
         cpu = poll(query, 'system_cpu_time_seconds_total{cpu_mode="user"}', lambda r: len(r) == 3)
         assert sorted(r["metric"]["cpu_logical_number"] for r in cpu) == ["0", "1", "3"]
         assert all(r["metric"]["instance"] == "fixture-host" and r["metric"]["site"] == "test" for r in cpu)
-        fs = query("system_filesystem_limit_bytes")
-        assert {r["metric"]["system_filesystem_mountpoint"] for r in fs} >= {"/", "/data", "/mnt/with space"}
+        poll(query, "system_filesystem_limit_bytes",
+             lambda r: {x["metric"]["system_filesystem_mountpoint"] for x in r} >= {"/", "/data", "/mnt/with space"})
+        poll(query, 'otel_bare_metal_collector_success{collector="cpu"}', lambda r: r and r[0]["value"][1] == "1")
         assert query("otel_bare_metal_collector_duration_seconds") == [], "metric relabelling dropped it"
-        assert query('otel_bare_metal_collector_success{collector="cpu"}')[0]["value"][1] == "1"
+
+
+# The relabelling the README documents (blackbox_exporter style).
+PROBE_CONFIG = """
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: hdhomerun
+    metrics_path: /probe
+    static_configs:
+      - targets: [{tuners}]
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __param_target
+      - source_labels: [__param_target]
+        target_label: instance
+      - target_label: __address__
+        replacement: {target}
+"""
+
+
+def test_prometheus_probes_tuners_through_the_exporter(prometheus):
+    from otel_bare_metal.hdhomerun import Simulator
+
+    with Simulator("127.0.0.1", 0, tuners=2) as a, Simulator("127.0.0.1", 0, tuners=3) as b:
+        tuners = ", ".join(f'"{s.address_text}"' for s in (a, b))
+        with running_exporter("--no-collector.filesystem", "--hdhomerun.allow-target=127.0.0.0/8:*") as base:
+            query = prometheus(base.removeprefix("http://"), PROBE_CONFIG, tuners=tuners)
+            up = poll(query, 'up{job="hdhomerun"}', lambda r: len(r) == 2 and all(x["value"][1] == "1" for x in r))
+            assert {r["metric"]["instance"] for r in up} == {a.address_text, b.address_text}
+            ss = poll(query, "hdhomerun_tuner_signal_strength", lambda r: len(r) == 5)
+            per_instance = {}
+            for r in ss:
+                per_instance.setdefault(r["metric"]["instance"], set()).add(r["metric"]["hdhomerun_tuner"])
+            assert per_instance == {a.address_text: {"0", "1"}, b.address_text: {"0", "1", "2"}}
+            assert all(r["metric"]["hdhomerun_device"] == r["metric"]["instance"] for r in ss)
