@@ -1,0 +1,69 @@
+"""HDHomeRun fan-out: scrape time of /metrics against the number of configured devices.
+
+Simulated devices (4 tuners, every reply delayed by --latency) run in this process; the
+exporter runs as its own process with only the HDHomeRun collector.  Each row is the median of
+--scrapes scrapes after one warm-up scrape (which learns the devices' facts).  "dead" devices
+accept connections and never answer, so they cost the timeout.  Loopback only, bounded.
+
+    .venv/bin/python bench/hdhomerun_fanout.py [--counts 1,10,40,100] [--dead 3] [--latency 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import free_port, ours, scrape_for, server  # noqa: E402
+
+from otel_bare_metal.hdhomerun import Faults, Simulator  # noqa: E402
+
+
+def one_row(count: int, dead: int, latency: float, timeout: float, scrapes: int) -> dict:
+    with ExitStack() as stack:
+        sims = [stack.enter_context(Simulator("127.0.0.1", 0, tuners=4, faults=Faults(latency=latency))) for _ in range(count)]
+        for s in sims[:dead]:
+            s.set_faults(Faults(drop=True))
+        port = free_port()
+        args = ["--no-collector.cpu", "--no-collector.filesystem", f"--hdhomerun.timeout={timeout}",
+                *[f"--hdhomerun.device={s.address_text}" for s in sims]]
+        with server(ours(port, *args), port, ready_path="/healthz"):
+            scrape_for(port, 60, max_scrapes=1)  # warm-up: facts and tuner counts
+            before = sum(s.requests_served for s in sims)
+            times = []
+            for _ in range(scrapes):
+                start = time.perf_counter()
+                scrape_for(port, 60, max_scrapes=1)
+                times.append(time.perf_counter() - start)
+            requests = (sum(s.requests_served for s in sims) - before) / scrapes
+    return {"devices": count, "dead": dead, "median_s": statistics.median(times), "requests_per_scrape": requests}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--counts", default="1,10,40,100")
+    p.add_argument("--dead", type=int, default=3, help="also run each count (> dead) with this many dead devices")
+    p.add_argument("--latency", type=float, default=0.05)
+    p.add_argument("--timeout", type=float, default=2.5)
+    p.add_argument("--scrapes", type=int, default=5)
+    args = p.parse_args()
+    rows = []
+    for count in (int(c) for c in args.counts.split(",")):
+        rows.append(one_row(count, 0, args.latency, args.timeout, args.scrapes))
+        if args.dead and count > args.dead:
+            rows.append(one_row(count, args.dead, args.latency, args.timeout, args.scrapes))
+    single = rows[0]["median_s"]
+    print(f"| devices | dead | median scrape (s) | × one device | device requests per scrape |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['devices']} | {r['dead']} | {r['median_s']:.3f} | {r['median_s'] / single:.2f} | {r['requests_per_scrape']:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
