@@ -22,6 +22,7 @@ from otel_bare_metal.exposition.allowlist import DEFAULT_RULES, Allowlist, Targe
 from otel_bare_metal.exposition.http import HTTPServer, Request, Response, healthz, landing_page
 from otel_bare_metal.exposition.otlp import otlp_reader
 from otel_bare_metal.exposition.probe import ProbeTargets
+from otel_bare_metal.exposition.webconfig import WebConfigWatcher
 from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.sources import cpu_source, filesystem_source
 from otel_bare_metal.sources.hdhomerun import Fleet
@@ -53,6 +54,7 @@ class Config:
     hdhomerun_discover: bool = False
     hdhomerun_timeout: float = 2.5
     hdhomerun_allow_targets: list[str] = field(default_factory=lambda: list(DEFAULT_RULES))
+    web_config_file: str = ""
     exporters: set[str] = field(default_factory=lambda: {"prometheus"})  # see exposition/otlp.selected_exporters
     otlp_endpoint: str = ""
     otlp_protocol: str = ""
@@ -153,7 +155,9 @@ class Exporter:
         }
 
     def start(self) -> "Exporter":
-        self.server = HTTPServer(self.config.listen_address, self.routes()).start()
+        """Serve.  Raises WebConfigError for a broken --web.config.file, OSError when the port is taken."""
+        self.web_config = WebConfigWatcher(self.config.web_config_file) if self.config.web_config_file else None
+        self.server = HTTPServer(self.config.listen_address, self.routes(), self.web_config).start()
         log.info("listening on %s, metrics at %s", self.config.listen_address, self.config.telemetry_path)
         return self
 

@@ -60,6 +60,7 @@ def _positive_float(text: str) -> float:
 SERVE_FLAGS: list[tuple[str, object, str]] = [
     ("--web.listen-address", ":9464", "Address to listen on for the web interface and telemetry."),
     ("--web.telemetry-path", "/metrics", "Path under which to expose metrics."),
+    ("--web.config.file", "", "Path to a web configuration file (exporter-toolkit format) for TLS and basic auth."),
     ("--path.procfs", "/proc", "procfs mountpoint."),
     ("--path.sysfs", "/sys", "sysfs mountpoint."),
     ("--path.rootfs", "/", "rootfs mountpoint (the host's / when running in a container)."),
@@ -174,6 +175,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]):
         fs_types_include=args.collector_filesystem_fs_types_include,
         mount_timeout=args.collector_filesystem_mount_timeout,
         scope_labels=args.metrics_scope_labels,
+        web_config_file=args.web_config_file,
         hdhomerun_devices=devices,
         hdhomerun_discover=args.hdhomerun_discover,
         hdhomerun_timeout=args.hdhomerun_timeout,
@@ -193,9 +195,15 @@ def serve(argv: Sequence[str], environ: Mapping[str, str]) -> int:
 
     from otel_bare_metal.app import Exporter
 
+    from otel_bare_metal.exposition.webconfig import WebConfigError
+
     exporter = Exporter(config)
     try:
         exporter.start()
+    except WebConfigError as e:
+        exporter.close()
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         exporter.close()
         print(f"{PROG}: cannot listen on {config.listen_address}: {e.strerror or e}", file=sys.stderr)
@@ -203,6 +211,8 @@ def serve(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if exporter.web_config is not None and hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: exporter.web_config.reload())
     while not stop.wait(3600):
         pass
     exporter.close()

@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
+from otel_bare_metal.exposition.webconfig import UNAUTHORIZED_HEADERS, WebConfigServerMixin, WebConfigWatcher
+
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +53,7 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(WebConfigServerMixin, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
@@ -85,13 +87,14 @@ def _ipv6_works() -> bool:
 class HTTPServer:
     """Serves ``routes`` on ``address`` from a background thread until ``shutdown``."""
 
-    def __init__(self, address: str, routes: dict[str, Handler]):
+    def __init__(self, address: str, routes: dict[str, Handler], web_config: WebConfigWatcher | None = None):
         host, port = parse_listen_address(address)
         family, bind_host = _family(host)
         routes = dict(routes)
         server_cls = type("Server", (_Server,), {"address_family": family})
         handler_cls = type("Handler", (_RequestHandler,), {"routes": routes})
         self._server = server_cls((bind_host, port), handler_cls)  # raises OSError when the port is taken
+        self._server.web_config = web_config  # TLS per connection; auth and headers per request
         self._thread: threading.Thread | None = None
 
     @property
@@ -132,14 +135,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
             query=parse_qs(url.query),
             headers={k.lower(): v for k, v in self.headers.items()},
         )
-        handler = self.routes.get(url.path)
-        try:
-            response = handler(request) if handler else Response(404, b"404 page not found\n")
-        except Exception:
-            log.exception("error serving %s", url.path)
-            response = Response(500, b"500 internal server error\n")
+        watcher = getattr(self.server, "web_config", None)
+        config = watcher.current() if watcher is not None else None  # one snapshot per request
+        if config is not None and url.path != "/healthz" and not config.authorized(self.headers.get("Authorization")):
+            response = Response(401, b"401 Unauthorized\n", headers=dict(UNAUTHORIZED_HEADERS))
+        else:
+            handler = self.routes.get(url.path)
+            try:
+                response = handler(request) if handler else Response(404, b"404 page not found\n")
+            except Exception:
+                log.exception("error serving %s", url.path)
+                response = Response(500, b"500 internal server error\n")
         body = response.body
-        headers = dict(response.headers)
+        headers = {**(config.headers if config is not None else {}), **response.headers}
         if len(body) > 512 and "gzip" in request.header("accept-encoding"):
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"

@@ -1,0 +1,684 @@
+"""``--web.config.file``: TLS, basic auth and response headers, in the Prometheus exporter-toolkit format.
+
+The file is the ``web-config.yml`` that node_exporter and the other official exporters accept
+(https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md)::
+
+    tls_server_config:
+      cert_file: server.crt            # relative paths are relative to this file's directory
+      key_file: server.key
+      client_auth_type: RequireAndVerifyClientCert
+      client_ca_file: ca.crt
+      min_version: TLS12               # TLS10, TLS11, TLS12 (default), TLS13
+      max_version: TLS13
+    http_server_config:
+      headers:
+        X-Content-Type-Options: nosniff
+    basic_auth_users:
+      prometheus: $2b$10$...           # bcrypt hash (htpasswd -nBC 10 "" | tr -d ':\\n')
+
+As in exporter-toolkit, unknown keys (and duplicate keys) are errors, and TLS is on as soon as any of
+``cert_file``, ``key_file``, ``client_ca_file`` or ``client_auth_type`` is set.
+
+Where Python's :mod:`ssl` cannot do what Go's ``crypto/tls`` does:
+
+* ``RequestClientCert`` (ask for a certificate, accept any or none): ``ssl`` cannot ask for a certificate
+  without verifying it, so the server does not ask (``CERT_NONE``). Either way every client gets in.
+* ``RequireAnyClientCert`` (demand a certificate, do not verify it): mapped to ``CERT_REQUIRED``, so the
+  certificate must also chain to ``client_ca_file``, which is therefore required. Stricter, never looser.
+* ``VerifyClientCertIfGiven`` → ``CERT_OPTIONAL``, ``RequireAndVerifyClientCert`` → ``CERT_REQUIRED``: exact.
+  Go verifies against the system roots when ``client_ca_file`` is missing; we refuse the config instead.
+* ``client_allowed_sans`` is checked right after the handshake (Go does it inside the handshake).
+* ``cipher_suites``, ``curve_preferences`` and ``rate_limit`` (an interval other than 0) are accepted,
+  ignored and logged as a warning; ``prefer_server_cipher_suites`` and ``http_server_config.http2`` are
+  accepted silently (the server prefers its own ciphers and speaks HTTP/1.1 only). OpenSSL's defaults
+  apply. ``TLS10``/``TLS11`` are accepted but OpenSSL 3 at its usual security level will not negotiate them.
+* Inline ``cert``, ``key`` and ``client_ca`` PEM strings are refused with a clear error (``ssl`` only
+  loads certificate chains from files); use the ``*_file`` keys.
+* A plain-HTTP request to a TLS port fails the handshake and the connection is closed (Go answers
+  "400 Client sent an HTTP request to an HTTPS server"); either way no data is served.
+
+Reloading: :class:`WebConfigWatcher` re-checks the file (and the certificate, key and CA files it names)
+on every request and connection, like exporter-toolkit re-reads it per request, and reloads when any of
+them changed; :meth:`WebConfigWatcher.reload` forces a reload (SIGHUP). A broken file at reload keeps the
+previous good config and logs one error. Turning TLS on or off needs a restart (exporter-toolkit decides
+TLS or plain once, at start, too).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+import re
+import secrets
+import socket
+import ssl
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import bcrypt
+import yaml
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CLIENT_AUTH_TYPES",
+    "TLS_VERSIONS",
+    "UNAUTHORIZED_HEADERS",
+    "TLSServerConfig",
+    "WebConfig",
+    "WebConfigError",
+    "WebConfigServerMixin",
+    "WebConfigWatcher",
+    "load_web_config",
+]
+
+TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+
+# Go's tls.ClientAuthType names → ssl verify mode (see the module docstring for the approximations).
+CLIENT_AUTH_TYPES: dict[str, ssl.VerifyMode] = {
+    "NoClientCert": ssl.CERT_NONE,
+    "RequestClientCert": ssl.CERT_NONE,
+    "RequireAnyClientCert": ssl.CERT_REQUIRED,
+    "RequireClientCert": ssl.CERT_REQUIRED,  # exporter-toolkit's old name for RequireAnyClientCert
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+_NEEDS_CA = {"RequireAnyClientCert", "RequireClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"}
+
+# The headers exporter-toolkit lets one set, with their allowed values (None: any value).
+_ALLOWED_HEADERS: dict[str, tuple[str, ...] | None] = {
+    "Strict-Transport-Security": None,
+    "X-Content-Type-Options": ("nosniff",),
+    "X-Frame-Options": ("deny", "sameorigin"),
+    "X-XSS-Protection": None,
+    "Content-Security-Policy": None,
+}
+
+_TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"}
+_TLS_KEYS = {
+    "cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type", "client_ca_file",
+    "client_allowed_sans", "min_version", "max_version", "cipher_suites", "prefer_server_cipher_suites",
+    "curve_preferences",
+}  # fmt: skip
+_HTTP_KEYS = {"http2", "headers"}
+_RATE_LIMIT_KEYS = {"interval", "burst"}
+
+# $2a$/$2b$/$2y$, two-digit cost, 22 characters of salt and 31 of hash.
+_BCRYPT_RE = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
+# Checked against for unknown users so that a wrong user name costs as much as a wrong password.
+_DUMMY_HASH = b"$2b$10$M4VQCE1eYRj4kMSR1B6kl.SLXAKWTDhV8JjiO2uH8ST53feNBiVuS"
+
+UNAUTHORIZED_HEADERS: dict[str, str] = {"WWW-Authenticate": 'Basic realm="otel-bare-metal"'}
+
+AUTH_CACHE_SIZE = 256
+
+
+class WebConfigError(Exception):
+    """A web config file that cannot be used. ``str()`` is one line naming the file and the problem."""
+
+    def __init__(self, path: str, problem: str, files: tuple[str, ...] = ()):
+        self.path = path
+        self.problem = " ".join(str(problem).split())
+        self.files = files  # certificate/key/CA files the broken config names, to watch for changes
+        super().__init__(f"web config {path}: {self.problem}")
+
+
+@dataclass(frozen=True)
+class TLSServerConfig:
+    cert_file: str
+    key_file: str
+    client_auth_type: str = "NoClientCert"
+    client_ca_file: str | None = None
+    min_version: str = "TLS12"
+    max_version: str = "TLS13"
+    client_allowed_sans: tuple[str, ...] | None = None
+
+
+class _AuthCache:
+    """Bounded LRU set of keyed digests of (user, stored hash, password) that bcrypt accepted.
+
+    The digest is an HMAC with a per-process random key: no password is kept (exporter-toolkit keeps it
+    hex-encoded in its cache key) and the lookup's timing tells nothing useful. The stored hash is part of
+    the key, so a changed password invalidates the entry; only successes are cached."""
+
+    def __init__(self, size: int = AUTH_CACHE_SIZE):
+        self._size = size
+        self._key = secrets.token_bytes(32)
+        self._entries: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def digest(self, user: bytes, hashed: bytes, password: bytes) -> bytes:
+        msg = b"".join(len(part).to_bytes(4, "big") + part for part in (user, hashed, password))
+        return hmac.new(self._key, msg, hashlib.sha256).digest()
+
+    def __contains__(self, digest: bytes) -> bool:
+        with self._lock:
+            if digest in self._entries:
+                self._entries.move_to_end(digest)
+                return True
+            return False
+
+    def add(self, digest: bytes) -> None:
+        with self._lock:
+            self._entries[digest] = None
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# bcrypt is CPU-heavy: run one at a time, as exporter-toolkit does, so a flood of bad passwords costs at
+# most one core.
+_bcrypt_lock = threading.Lock()
+
+
+@dataclass(eq=False)
+class WebConfig:
+    """One loaded, validated web config. Immutable in use; share it between threads freely."""
+
+    path: str | None = None
+    tls: TLSServerConfig | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)  # user → bcrypt hash
+    files: tuple[str, ...] = ()  # certificate, key and CA files (absolute), watched for changes
+    _context: ssl.SSLContext | None = field(default=None, repr=False)
+    _cache: _AuthCache = field(default_factory=_AuthCache, repr=False)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls is not None
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.users)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server-side context (built and checked at load), or None when TLS is off."""
+        return self._context
+
+    def authorized(self, authorization_header: str | None) -> bool:
+        """Whether an ``Authorization`` header value passes basic auth (always True without users)."""
+        if not self.users:
+            return True
+        credentials = _parse_basic(authorization_header)
+        if credentials is None:
+            return False
+        user, password = credentials
+        stored = None
+        for name, hashed in self.users.items():  # compare every name in constant time, keep the match
+            if hmac.compare_digest(name.encode("utf-8"), user):
+                stored = hashed.encode("ascii")
+        known = stored is not None
+        hashed_pw = stored if known else _DUMMY_HASH
+        password = password[:72]  # bcrypt's limit; Go's CompareHashAndPassword truncates the same way
+        digest = self._cache.digest(user, hashed_pw, password)
+        if known and digest in self._cache:
+            return True
+        with _bcrypt_lock:
+            try:
+                ok = bcrypt.checkpw(password, hashed_pw)
+            except ValueError:
+                ok = False
+        if ok and known:
+            self._cache.add(digest)
+            return True
+        return False
+
+
+def _parse_basic(header: str | None) -> tuple[bytes, bytes] | None:
+    if not header:
+        return None
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip().encode("latin-1"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return None
+    user, sep, password = decoded.partition(b":")
+    if not sep:
+        return None
+    return user, password
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (Go's yaml.UnmarshalStrict does) and keeps scalar keys as
+    their text: every mapping in the format has string keys, so a user named ``yes``, ``on`` or ``123``
+    stays that string (Go decodes them so into its ``map[string]...``)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    mapping: dict = {}
+    for key_node, value_node in node.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            key = key_node.value
+        else:
+            key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in mapping
+        except TypeError:
+            raise yaml.constructor.ConstructorError(None, None, f"unhashable key {key!r}", key_node.start_mark)
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+    return mapping
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _no_password() -> bytes:
+    raise _Encrypted
+
+
+def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
+    """Read and check ``path``: the YAML, every key, the certificate/key pair, the CA, the hashes.
+
+    Raises :class:`WebConfigError` (one line) on any problem. An empty file is a valid, empty config."""
+    return _load(os.fspath(path), allow_empty=True)
+
+
+def _load(path: str, allow_empty: bool) -> WebConfig:
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as e:
+        raise WebConfigError(path, f"cannot read: {e.strerror or e}") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise WebConfigError(path, f"invalid YAML: {_yaml_problem(e)}") from None
+    if data is None:
+        if not allow_empty:
+            # Most likely caught half-written (truncated, not yet filled): an empty config would drop
+            # TLS and auth. Write "{}" to really empty it.
+            raise WebConfigError(path, "the file is empty (being written? replace it atomically)")
+        data = {}
+    c = _Checker(path)
+    c.mapping(data, "", _TOP_KEYS)
+    base = os.path.dirname(os.path.abspath(path))
+
+    headers = _load_headers(c, data.get("http_server_config"))
+    users = _load_users(c, data.get("basic_auth_users"))
+    rate_limit = data.get("rate_limit")
+    if rate_limit is not None:
+        c.mapping(rate_limit, "rate_limit", _RATE_LIMIT_KEYS)
+        if rate_limit.get("interval") not in (None, 0, "0", "0s"):
+            log.warning("web config %s: rate_limit is not supported and is ignored", path)
+    tls, context, files = _load_tls(c, data.get("tls_server_config"), base)
+    return WebConfig(path=path, tls=tls, headers=headers, users=users, files=files, _context=context)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    if mark is not None:
+        return f"{problem} at line {mark.line + 1} column {mark.column + 1}"
+    return problem
+
+
+class _Checker:
+    def __init__(self, path: str):
+        self.path = path
+        self.files: tuple[str, ...] = ()
+
+    def fail(self, problem: str) -> WebConfigError:
+        return WebConfigError(self.path, problem, self.files)
+
+    def mapping(self, value: Any, where: str, keys: set[str] | None) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(f"{where or 'the file'} must be a mapping, not {_kind(value)}")
+        for key in value:
+            if not isinstance(key, str):
+                raise self.fail(f"key {key!r} in {where or 'the file'} is not a string")
+            if keys is not None and key not in keys:
+                inside = f" in {where}" if where else ""
+                raise self.fail(f"unknown key {key!r}{inside} (known: {', '.join(sorted(keys))})")
+        return value
+
+    def string(self, section: dict, key: str, where: str) -> str | None:
+        value = section.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(f"{where}.{key} must be a string, not {_kind(value)}")
+        return value
+
+    def strings(self, section: dict, key: str, where: str) -> tuple[str, ...] | None:
+        value = section.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(f"{where}.{key} must be a list of strings")
+        return tuple(value)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "empty"}.get(type(value), type(value).__name__)  # fmt: skip
+
+
+def _load_headers(c: _Checker, http: Any) -> dict[str, str]:
+    if http is None:
+        return {}
+    c.mapping(http, "http_server_config", _HTTP_KEYS)
+    if http.get("http2") is not None and not isinstance(http["http2"], bool):
+        raise c.fail("http_server_config.http2 must be true or false")
+    headers = http.get("headers")
+    if headers is None:
+        return {}
+    c.mapping(headers, "http_server_config.headers", None)
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if name not in _ALLOWED_HEADERS:
+            raise c.fail(f"HTTP header {name!r} can not be configured (allowed: {', '.join(_ALLOWED_HEADERS)})")
+        if value is None or value == "":
+            continue  # "unset if blank"
+        if isinstance(value, bool):  # Go decodes any scalar into a string field
+            value = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            value = str(value)
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            raise c.fail(f"HTTP header {name!r} must be a one-line string")
+        allowed = _ALLOWED_HEADERS[name]
+        if allowed is not None and value not in allowed:
+            raise c.fail(f"invalid value {value!r} for HTTP header {name!r}: expected one of {', '.join(allowed)}")
+        out[name] = value
+    return out
+
+
+def _load_users(c: _Checker, users: Any) -> dict[str, str]:
+    if users is None:
+        return {}
+    c.mapping(users, "basic_auth_users", None)
+    out: dict[str, str] = {}
+    for user, hashed in users.items():
+        if not isinstance(hashed, str) or not _BCRYPT_RE.match(hashed):
+            raise c.fail(f"basic_auth_users: the password of user {user!r} is not a bcrypt hash")
+        out[user] = hashed
+    return out
+
+
+def _load_tls(c: _Checker, tls: Any, base: str) -> tuple[TLSServerConfig | None, ssl.SSLContext | None, tuple]:
+    if tls is None:
+        return None, None, ()
+    where = "tls_server_config"
+    c.mapping(tls, where, _TLS_KEYS)
+    for inline in ("cert", "key", "client_ca"):
+        if tls.get(inline):
+            raise c.fail(f"{where}.{inline} (inline PEM) is not supported; use {inline}_file")
+
+    def file(key: str) -> str | None:
+        value = c.string(tls, key, where)
+        return os.path.normpath(os.path.join(base, value)) if value else None  # absolute paths stay
+
+    cert_file, key_file, ca_file = file("cert_file"), file("key_file"), file("client_ca_file")
+    c.files = tuple(f for f in (cert_file, key_file, ca_file) if f)
+    auth = c.string(tls, "client_auth_type", where)
+    if not (cert_file or key_file or ca_file or auth):
+        return None, None, ()  # as exporter-toolkit: no TLS unless one of these is set
+    auth = auth or "NoClientCert"
+    if auth not in CLIENT_AUTH_TYPES:
+        raise c.fail(f"invalid client_auth_type {auth!r} (want one of {', '.join(CLIENT_AUTH_TYPES)})")
+    if not cert_file:
+        raise c.fail(f"{where}: missing cert_file")
+    if not key_file:
+        raise c.fail(f"{where}: missing key_file")
+    if ca_file and auth == "NoClientCert":
+        raise c.fail(f"{where}: client_ca_file is set but client_auth_type is {auth}")
+    if auth in _NEEDS_CA and not ca_file:
+        raise c.fail(f"{where}: client_auth_type {auth} needs client_ca_file")
+    versions = {}
+    for key, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
+        value = c.string(tls, key, where) or default
+        if value not in TLS_VERSIONS:
+            raise c.fail(f"invalid {key} {value!r} (want one of {', '.join(TLS_VERSIONS)})")
+        versions[key] = value
+    if TLS_VERSIONS[versions["min_version"]] > TLS_VERSIONS[versions["max_version"]]:
+        raise c.fail(f"min_version {versions['min_version']} is above max_version {versions['max_version']}")
+    sans = c.strings(tls, "client_allowed_sans", where)
+    if sans is not None and CLIENT_AUTH_TYPES[auth] != ssl.CERT_REQUIRED:
+        raise c.fail("client_allowed_sans needs client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert")
+    for ignored in ("cipher_suites", "curve_preferences"):
+        if c.strings(tls, ignored, where):
+            log.warning("web config %s: %s.%s is not supported and is ignored (OpenSSL defaults apply)",
+                        c.path, where, ignored)  # fmt: skip
+    prefer = tls.get("prefer_server_cipher_suites")
+    if prefer is not None and not isinstance(prefer, bool):
+        raise c.fail(f"{where}.prefer_server_cipher_suites must be true or false")
+
+    config = TLSServerConfig(
+        cert_file=cert_file,
+        key_file=key_file,
+        client_auth_type=auth,
+        client_ca_file=ca_file,
+        min_version=versions["min_version"],
+        max_version=versions["max_version"],
+        client_allowed_sans=sans,
+    )
+    return config, _build_context(c, config), c.files
+
+
+def _build_context(c: _Checker, config: TLSServerConfig) -> ssl.SSLContext:
+    for key in ("cert_file", "key_file", "client_ca_file"):
+        name = getattr(config, key)
+        if name is None:
+            continue
+        try:
+            with open(name, "rb"):
+                pass
+        except OSError as e:
+            raise c.fail(f"cannot read {key} {name}: {e.strerror or e}") from None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.options |= ssl.OP_NO_RENEGOTIATION
+    try:
+        ctx.minimum_version = TLS_VERSIONS[config.min_version]
+        ctx.maximum_version = TLS_VERSIONS[config.max_version]
+    except (ValueError, ssl.SSLError) as e:
+        raise c.fail(f"TLS versions {config.min_version}..{config.max_version} not available: {e}") from None
+    try:
+        ctx.load_cert_chain(config.cert_file, config.key_file, password=_no_password)
+    except _Encrypted:
+        raise c.fail(f"key_file {config.key_file} is encrypted; use an unencrypted key") from None
+    except ssl.SSLError as e:
+        if "KEY_VALUES_MISMATCH" in str(e) or "key values mismatch" in str(e):
+            raise c.fail(f"key_file {config.key_file} does not match cert_file {config.cert_file}") from None
+        if "PEM lib" in str(e):
+            raise c.fail(f"cert_file {config.cert_file} or key_file {config.key_file} is not a PEM certificate"
+                         " or key") from None  # fmt: skip
+        raise c.fail(f"cannot load cert_file {config.cert_file} / key_file {config.key_file}: {e}") from None
+    if config.client_ca_file:
+        try:
+            ctx.load_verify_locations(cafile=config.client_ca_file)
+        except ssl.SSLError as e:
+            raise c.fail(f"cannot load client_ca_file {config.client_ca_file}: {e}") from None
+    ctx.verify_mode = CLIENT_AUTH_TYPES[config.client_auth_type]
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+# --- reloading and serving ------------------------------------------------------------------------
+
+_Signature = tuple
+
+
+def _signature(paths: tuple[str, ...]) -> _Signature:
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.append((p, st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, st.st_ctime_ns))
+        except OSError as e:
+            out.append((p, e.errno))
+    return tuple(out)
+
+
+class WebConfigWatcher:
+    """The current :class:`WebConfig` of ``path``, reloaded when the file or a file it names changes.
+
+    The constructor loads the file and raises :class:`WebConfigError` if it is broken (one line: print
+    it and exit 1). Afterwards a broken file never replaces a good config: it is logged once and the
+    previous config stays in force until the file is fixed.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = os.fspath(path)
+        self._lock = threading.RLock()  # reentrant: reload() may run in a SIGHUP handler
+        sig = _signature((self.path,))
+        self._config = load_web_config(self.path)
+        self._watched = (self.path, *self._config.files)
+        # Stat the named files now: a change between reading the config and here is picked up next time.
+        self._sig = sig + _signature(self._config.files)
+
+    @property
+    def config(self) -> WebConfig:
+        return self.current()
+
+    def current(self) -> WebConfig:
+        """The config in force, after reloading it if any watched file changed (a few ``stat`` calls)."""
+        if _signature(self._watched) != self._sig:
+            with self._lock:
+                if _signature(self._watched) != self._sig:
+                    self._reload_locked()
+        return self._config
+
+    def reload(self) -> bool:
+        """Re-read the file now (SIGHUP). False, with the error logged, if it is broken."""
+        with self._lock:
+            return self._reload_locked()
+
+    def _reload_locked(self) -> bool:
+        sig_config = _signature((self.path,))
+        old = self._config
+        try:
+            new = _load(self.path, allow_empty=False)
+            if new.tls_enabled != old.tls_enabled:
+                state = "on" if old.tls_enabled else "off"
+                raise WebConfigError(self.path, f"TLS is {state} and cannot be switched by a reload; restart",
+                                     new.files)  # fmt: skip
+        except WebConfigError as e:
+            self._watched = (self.path, *(e.files or old.files))
+            self._sig = sig_config + _signature(self._watched[1:])
+            log.error("%s; keeping the previous configuration", e)
+            return False
+        new._cache = old._cache  # entries are keyed by the stored hash, so they stay valid
+        self._watched = (self.path, *new.files)
+        self._sig = sig_config + _signature(new.files)
+        self._config = new
+        log.info("web config %s reloaded (tls=%s, users=%d)", self.path, new.tls_enabled, len(new.users))
+        return True
+
+    # Shortcuts on the current config.
+    @property
+    def tls_enabled(self) -> bool:
+        return self.current().tls_enabled
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.current().headers
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self.current().ssl_context()
+
+    def authorized(self, authorization_header: str | None) -> bool:
+        return self.current().authorized(authorization_header)
+
+    def wrap_socket(self, sock: socket.socket, handshake_timeout: float | None = 10.0) -> socket.socket:
+        """Server-side TLS on an accepted connection with the current context; ``sock`` itself when TLS is off.
+
+        Does the handshake (bounded by ``handshake_timeout``) and the ``client_allowed_sans`` check, so call
+        it on the connection's own thread, not in the accept loop. Raises ``OSError`` (``ssl.SSLError``
+        included) when the handshake fails, e.g. on a plain-HTTP request; the connection is then closed.
+        """
+        config = self.current()
+        ctx = config.ssl_context()
+        if ctx is None:
+            return sock
+        previous_timeout = sock.gettimeout()
+        tls_sock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        try:
+            tls_sock.settimeout(handshake_timeout)
+            tls_sock.do_handshake()
+            sans = config.tls.client_allowed_sans if config.tls else None
+            if sans is not None:
+                _check_sans(tls_sock, sans)
+            tls_sock.settimeout(previous_timeout)
+        except BaseException:
+            tls_sock.close()
+            raise
+        return tls_sock
+
+
+def _check_sans(tls_sock: ssl.SSLSocket, allowed: tuple[str, ...]) -> None:
+    cert = tls_sock.getpeercert() or {}
+    allowed_ips = set()
+    for a in allowed:
+        try:
+            allowed_ips.add(ipaddress.ip_address(a))
+        except ValueError:
+            pass
+    for kind, value in cert.get("subjectAltName", ()):
+        value = value.strip()
+        if kind == "IP Address":
+            try:
+                if ipaddress.ip_address(value) in allowed_ips:
+                    return
+            except ValueError:
+                pass
+        elif kind in ("DNS", "email", "URI") and value in allowed:
+            return
+    raise ssl.SSLError("client certificate has none of the SANs in client_allowed_sans")
+
+
+class WebConfigServerMixin:
+    """Mix into a ``ThreadingHTTPServer`` subclass (before it) to serve TLS per ``web_config``.
+
+    The listening socket stays plain TCP; each accepted connection is wrapped on its own thread with the
+    context current at that moment (so a renewed certificate applies to new connections), and a failed
+    handshake (plain HTTP, bad or missing client certificate, too old a TLS version) closes the connection
+    without a response. Basic auth and headers are the request handler's job.
+    """
+
+    web_config: WebConfigWatcher | None = None
+    tls_handshake_timeout: float = 10.0
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        watcher = self.web_config
+        if watcher is None:
+            super().finish_request(request, client_address)  # type: ignore[misc]
+            return
+        try:
+            conn = watcher.wrap_socket(request, self.tls_handshake_timeout)
+        except OSError as e:  # ssl.SSLError, timeouts and resets
+            log.debug("TLS handshake with %s failed: %s", client_address, e)
+            return
+        try:
+            super().finish_request(conn, client_address)  # type: ignore[misc]
+        finally:
+            if conn is not request:  # wrap_socket detached `request`; close what now owns the descriptor
+                try:
+                    conn.close()
+                except OSError:
+                    pass
