@@ -49,6 +49,7 @@ class Config:
     fs_types_include: str = ""
     mount_timeout: float = 5.0
     scope_labels: bool = False
+    naming: str = "otel"  # or "classic": node_exporter / hdhomerun_exporter names (telemetry/naming.py)
     platform: str = sys.platform
     hdhomerun_devices: list[str] = field(default_factory=list)
     hdhomerun_discover: bool = False
@@ -110,7 +111,7 @@ class Exporter:
         readers = []
         self.page: PrometheusPage | None = None
         if "prometheus" in config.exporters:
-            self.page = PrometheusPage(scope_labels=config.scope_labels)
+            self.page = PrometheusPage(scope_labels=config.scope_labels and config.naming == "otel")
             readers.append(self.page.reader)
         self.push: PeriodicExportingMetricReader | None = None
         if "otlp" in config.exporters:
@@ -118,9 +119,9 @@ class Exporter:
             readers.append(self.push)
         resource = resource or build_resource()
         self.provider = MeterProvider(resource=resource, metric_readers=readers)
-        instrument(self.provider.get_meter(SCOPE, __version__), self.collectors)
+        instrument(self.provider.get_meter(SCOPE, __version__), self.collectors, naming=config.naming)
         self.allowlist = Allowlist(config.hdhomerun_allow_targets, configured=config.hdhomerun_devices)
-        self.probes = ProbeTargets(config.hdhomerun_timeout, resource)
+        self.probes = ProbeTargets(config.hdhomerun_timeout, resource, naming=config.naming)
         self.server: HTTPServer | None = None
 
     def metrics(self, request: Request) -> Response:

@@ -79,6 +79,7 @@ SERVE_FLAGS: list[tuple[str, object, str]] = [
      "default: loopback and private ranges on port 65001)."),
     ("--otlp.endpoint", "", "Push OTLP to this endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT / _METRICS_ENDPOINT)."),
     ("--otlp.protocol", "", "grpc or http/protobuf (else OTEL_EXPORTER_OTLP_PROTOCOL; default http/protobuf)."),
+    ("--metrics.naming", "otel", "otel (semantic conventions) or classic (node_exporter and hdhomerun_exporter names)."),
     ("--metrics.scope-labels", False, "Add otel_scope_name/version labels to every sample (doubles the payload)."),
     ("--log.level", "info", "Only log messages with the given severity or above: debug, info, warn, error."),
 ]
@@ -117,7 +118,7 @@ def serve_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                 value = _positive_float(value)
             except argparse.ArgumentTypeError as e:
                 raise UsageError(f"environment variable {var}: {e}") from None
-        choices = ["debug", "info", "warn", "error"] if flag == "--log.level" else None
+        choices = {"--log.level": ["debug", "info", "warn", "error"], "--metrics.naming": ["otel", "classic"]}.get(flag)
         p.add_argument(flag, dest=dest, type=kind, default=value, choices=choices, metavar=flag.split(".")[-1].upper().replace("-", "_"), help=f"{help_text} [{var}]")
     return p
 
@@ -175,6 +176,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]):
         fs_types_include=args.collector_filesystem_fs_types_include,
         mount_timeout=args.collector_filesystem_mount_timeout,
         scope_labels=args.metrics_scope_labels,
+        naming=args.metrics_naming,
         web_config_file=args.web_config_file,
         hdhomerun_devices=devices,
         hdhomerun_discover=args.hdhomerun_discover,

@@ -37,10 +37,13 @@ def render() -> str:
         metrics = [m for m in METRICS if m.collector == collector]
         if not metrics:
             continue
-        lines += [f"## {title}", "", "| instrument | Prometheus name | kind | unit | attributes | description |", "|---|---|---|---|---|---|"]
+        lines += [f"## {title}", "",
+                  "| instrument | Prometheus name | classic name (`--metrics.naming classic`) | kind | unit | attributes | description |",
+                  "|---|---|---|---|---|---|---|"]
         for m in metrics:
             attrs = ", ".join(f"`{a}`" for a in m.attributes) or "—"
-            lines.append(f"| `{m.name}` | `{m.prometheus_name}` | {m.kind.value} | `{m.unit}` | {attrs} | {m.description} |")
+            classic = "<br>".join(_classic(c) for c in m.classic) or "—"
+            lines.append(f"| `{m.name}` | `{m.prometheus_name}` | {classic} | {m.kind.value} | `{m.unit}` | {attrs} | {m.description} |")
         lines.append("")
         if collector == "cpu":
             lines += [
@@ -66,7 +69,41 @@ def render() -> str:
                 "`timeout` series.",
                 "",
             ]
+    lines += CLASSIC_NOTES
     return "\n".join(lines)
+
+
+def _classic(c) -> str:
+    labels = ",".join(c.labels.values())
+    text = f"`{c.name}{{{labels}}}`" if labels else f"`{c.name}`"
+    if c.states:
+        text += " = " + " + ".join(f"`{s}`" for s in c.states)
+    if c.value_from:
+        text += f" = `{c.value_from[0]}` " + ", ".join(f"{k}→{v}" for k, v in c.value_from[1].items())
+    if c.kind:
+        text += f" ({c.kind.value})"
+    return text
+
+
+CLASSIC_NOTES = [
+    "## Classic naming",
+    "",
+    "`--metrics.naming classic` (env `OTEL_BARE_METAL_METRICS_NAMING=classic`) exports the same figures",
+    "under node_exporter's and mdlayher/hdhomerun_exporter's names and labels (the *classic name*",
+    "column above: `= a + b` sums those states; CPU `mode` keeps the kernel's column names, so",
+    "`interrupt` is `irq`). No `otel_scope_*` labels in this mode. Where they are wrong we stay right:",
+    "",
+    "- node_exporter invents all-zero series for CPUs missing from `/proc/stat` (offline CPUs);",
+    "  we export only the CPUs the kernel lists.",
+    "- node_exporter exports a bind mount or a device mounted twice once per mount point (and newer",
+    "  releases drop mount points with escaped characters); we export each filesystem once and",
+    "  decode `\\040` to a space.",
+    "- hdhomerun_exporter exports its counters as gauges; classic mode keeps its names and gauge type",
+    "  for those (`hdhomerun_network_errors`, `hdhomerun_cablecard_resync`, `…_overflow`), our extra",
+    "  counters are counters (`…_total`). It has no device label (one device per scrape): `/probe`",
+    "  in classic mode has none either; configured devices on `/metrics` carry `device`.",
+    "",
+]
 
 
 def main(argv: list[str]) -> int:

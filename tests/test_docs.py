@@ -16,3 +16,16 @@ def test_every_metric_is_documented_and_described():
 def test_names_are_unique():
     assert len({m.name for m in METRICS}) == len(METRICS)
     assert len({m.prometheus_name for m in METRICS}) == len(METRICS)
+
+
+def test_classic_names_are_listed_and_render_exactly():
+    from otel_bare_metal.telemetry.naming import instrument_for
+
+    text = docgen.DOC.read_text()
+    classic = [(m, c) for m in METRICS for c in m.classic]
+    assert len(classic) >= 30
+    for m, c in classic:
+        assert f"`{c.name}" in text, c.name
+        assert instrument_for(m, c).prometheus_name == c.name, "the reader must print exactly the classic name"
+    names = [c.name for _, c in classic]
+    assert len(names) == len(set(names))

@@ -23,11 +23,14 @@ MAX_TARGETS = 256
 
 
 class ProbeTarget:
-    def __init__(self, address: str, timeout: float, resource: Resource, device_factory: Callable[[str, float], Device] = Device):
+    def __init__(self, address: str, timeout: float, resource: Resource, device_factory: Callable[[str, float], Device] = Device,
+                 naming: str = "otel"):
         self.collector = Collector("hdhomerun", OneDevice(device_factory(address, timeout)))
         self.page = PrometheusPage(target_info=False)
         self.provider = MeterProvider(resource=resource, metric_readers=[self.page.reader])
-        instrument(self.provider.get_meter("otel_bare_metal", __version__), [self.collector], self_monitoring=False)
+        # Classic names drop the device label on a probe: hdhomerun_exporter's ``instance`` names it.
+        instrument(self.provider.get_meter("otel_bare_metal", __version__), [self.collector], self_monitoring=False,
+                   naming=naming, drop_attributes=frozenset({"hdhomerun.device"}))
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         return self.page.render(accept)
@@ -39,8 +42,9 @@ class ProbeTarget:
 
 class ProbeTargets:
     def __init__(self, timeout: float, resource: Resource, max_targets: int = MAX_TARGETS,
-                 device_factory: Callable[[str, float], Device] = Device):
+                 device_factory: Callable[[str, float], Device] = Device, naming: str = "otel"):
         self.timeout = timeout
+        self._naming = naming
         self._resource = resource
         self._max = max_targets
         self._device_factory = device_factory
@@ -54,7 +58,7 @@ class ProbeTargets:
             if target is not None:
                 self._targets.move_to_end(address)
                 return target
-            target = ProbeTarget(address, self.timeout, self._resource, self._device_factory)
+            target = ProbeTarget(address, self.timeout, self._resource, self._device_factory, self._naming)
             self._targets[address] = target
             if len(self._targets) > self._max:
                 _, evicted = self._targets.popitem(last=False)
