@@ -64,6 +64,7 @@ class Device:
         self._clock = clock
         self._info: DeviceInfo | None = None
         self._lock = threading.Lock()
+        self._warn = RateLimitedLog(log)  # a dead device would otherwise log every scrape
         self.requests = 0
 
     def _get(self, deadline: float, call: Callable[[], object]):
@@ -87,7 +88,9 @@ class Device:
                 return DeviceReading(self.address, True, self._clock() - start, self._info, tuners)
             except (HDHomeRunError, OSError, ValueError) as e:
                 self._info = None  # re-read the facts when it comes back
-                return DeviceReading(self.address, False, self._clock() - start, error=_reason(e))
+                reason = _reason(e)
+                self._warn(logging.WARNING, reason, "HDHomeRun device %s is down: %s", self.address, reason)
+                return DeviceReading(self.address, False, self._clock() - start, error=reason)
 
     def _read_info(self, deadline: float) -> DeviceInfo:
         c = self._client
@@ -145,7 +148,6 @@ class Fleet:
         self.timeout = timeout
         self.devices = [device_factory(a, timeout) for a in dict.fromkeys(addresses)]
         self._pool = ThreadPoolExecutor(max_workers=max(1, min(256, len(self.devices))), thread_name_prefix="hdhomerun")
-        self._warn = RateLimitedLog(log)
 
     def read(self) -> FleetReading:
         futures = {self._pool.submit(d.read): d for d in self.devices}
@@ -156,9 +158,6 @@ class Fleet:
                 reading = future.result()
             else:  # the worker is still inside its own deadline; report it down now
                 reading = DeviceReading(device.address, False, self.timeout, error="timeout")
-            if not reading.up:
-                self._warn(logging.WARNING, device.address + (reading.error or ""),
-                           "HDHomeRun device %s is down: %s", device.address, reading.error)
             readings.append(reading)
         return FleetReading(readings)
 

@@ -14,6 +14,16 @@ from otel_bare_metal.telemetry.collection import Collector, Observer
 from otel_bare_metal.telemetry.definitions import CPU_MODES
 
 
+def printable(text: str) -> str:
+    """A path as valid UTF-8 text: bytes that are not UTF-8 (kept by the parser as surrogate
+    escapes) become ``\\xNN``, so the label can always be encoded and is still unique."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class CPUObservers:
     def __init__(self, collector: Collector):
         self._collector = collector
@@ -75,9 +85,9 @@ class FilesystemObservers:
         attrs = self._attrs.get(key)
         if attrs is None:
             attrs = {
-                "system.device": m.device,
-                "system.filesystem.mountpoint": m.mountpoint,
-                "system.filesystem.type": m.fstype,
+                "system.device": printable(m.device),
+                "system.filesystem.mountpoint": printable(m.mountpoint),
+                "system.filesystem.type": printable(m.fstype),
                 "system.filesystem.mode": "ro" if m.readonly else "rw",
             }
             if state is not None:
