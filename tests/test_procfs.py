@@ -122,6 +122,8 @@ def test_octal_escapes():
     assert odd.encode("utf-8", "surrogateescape") == b"/x\xffy"
     # multi-byte UTF-8 written as escapes decodes to the character
     assert unescape_octal(r"/caf\303\251") == "/café"
+    # \4xx and above are not byte escapes (found by the fuzz test): left as they are
+    assert unescape_octal(r"/x\777y") == r"/x\777y"
 
 
 def test_mountinfo_fields():

@@ -86,7 +86,7 @@ def read_stat(procfs: str, user_hz: float) -> CPUStat:
 
 # --------------------------------------------------------------------------- mountinfo
 
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+_OCTAL_ESCAPE = re.compile(r"\\([0-3][0-7]{2})")  # one byte: \000 to \377
 
 
 def unescape_octal(field: str) -> str:
