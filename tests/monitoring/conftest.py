@@ -38,3 +38,28 @@ def promtool() -> str:
     path = shutil.which("promtool")
     assert path, "promtool not found: install Debian's prometheus package (scripts/test does)"
     return path
+
+
+# ---------------------------------------------------------------------------- classic naming variant
+
+
+@pytest.fixture(scope="session")
+def classic_exported_names() -> set[str]:
+    from monitoring_support import CLASSIC_PROMETHEUS_SERIES, classic_names
+
+    return classic_names() | CLASSIC_PROMETHEUS_SERIES
+
+
+@pytest.fixture(scope="session")
+def classic_alerts() -> dict:
+    return yaml.safe_load((MONITORING / "alerts-classic.yml").read_text())
+
+
+@pytest.fixture(scope="session")
+def classic_alert_tests() -> dict:
+    return yaml.safe_load((MONITORING / "alerts-classic_test.yml").read_text())
+
+
+@pytest.fixture(scope="session")
+def classic_dashboard() -> dict:
+    return json.loads((MONITORING / "dashboard-classic.json").read_text())

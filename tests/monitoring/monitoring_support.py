@@ -54,3 +54,75 @@ def grafana_query_names(query: str) -> set[str]:
     if m:
         return promql_metric_names(m.group(1))
     return set()
+
+
+# ---------------------------------------------------------------------------- shared by both variants
+# alerts.yml / dashboard.json use the OpenTelemetry names; alerts-classic.yml / dashboard-classic.json
+# the classic ones (--metrics.naming classic).  These helpers serve the tests of either.
+
+VARIANTS = {
+    "otel": {"alerts": "alerts.yml", "tests": "alerts_test.yml", "dashboard": "dashboard.json"},
+    "classic": {"alerts": "alerts-classic.yml", "tests": "alerts-classic_test.yml", "dashboard": "dashboard-classic.json"},
+}
+
+# Series Prometheus adds that the classic rules may use: the scrape's health and alert state.
+CLASSIC_PROMETHEUS_SERIES = {"up", "ALERTS"}
+
+
+def classic_names() -> set[str]:
+    """Every classic metric name in the definitions table."""
+    from otel_bare_metal.telemetry.definitions import METRICS
+
+    return {c.name for m in METRICS for c in m.classic}
+
+
+def classic_labels() -> dict[str, set[str]]:
+    """Classic metric name → the labels the exporter gives it."""
+    from otel_bare_metal.telemetry.definitions import METRICS
+
+    return {c.name: set(c.labels.values()) for m in METRICS for c in m.classic}
+
+
+def all_rules(alerts: dict) -> list[dict]:
+    return [rule for group in alerts["groups"] for rule in group["rules"]]
+
+
+def alert_cases(alert_tests: dict) -> dict[str, list[list]]:
+    """Alert name → the exp_alerts of every promtool case that names it."""
+    cases: dict[str, list[list]] = {}
+    for test in alert_tests["tests"]:
+        for case in test.get("alert_rule_test", []):
+            cases.setdefault(case["alertname"], []).append(case.get("exp_alerts") or [])
+    return cases
+
+
+def series_name_and_labels(series: str) -> tuple[str, dict[str, str]]:
+    """Split a promtool input series 'name{a="b",…}' into its name and labels."""
+    m = re.fullmatch(r"\s*([A-Za-z_:][\w:]*)\s*(?:\{(.*)\})?\s*", series, re.S)
+    assert m, f"cannot parse input series {series!r}"
+    labels = dict(re.findall(r'(\w+)\s*=\s*"((?:\\.|[^"\\])*)"', m.group(2) or ""))
+    return m.group(1), labels
+
+
+def panels(dashboard: dict):
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def graph_panels(dashboard: dict) -> list[dict]:
+    return [p for p in panels(dashboard) if p["type"] != "row"]
+
+
+def panel_exprs(panel: dict) -> list[str]:
+    return [t["expr"] for t in panel["targets"]]
+
+
+def variable_query(variable: dict) -> str:
+    return variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
+
+
+def grafana_to_promql(expr: str) -> str:
+    """A dashboard query with its Grafana variables filled in, for promtool to parse."""
+    expr = expr.replace("$__rate_interval", "5m").replace("$__interval", "1m")
+    return re.sub(r"\$\{?\w+\}?", ".*", expr)
