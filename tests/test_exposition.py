@@ -60,3 +60,69 @@ def test_listen_addresses(text, expected):
 def test_bad_listen_addresses(text):
     with pytest.raises(ValueError, match="listen address"):
         parse_listen_address(text)
+
+
+def _pages_on(collectors_factory, naming="otel"):
+    """The same collection rendered by the fast text encoder and by the stock reader path."""
+    from otel_bare_metal.telemetry import instrument
+    from otel_bare_metal.telemetry.resource import build_resource
+
+    out = []
+    for fast in (True, False):
+        page = PrometheusPage()
+        if not fast:
+            page._fast = None
+        provider = MeterProvider(resource=build_resource({"OTEL_RESOURCE_ATTRIBUTES": "a.b=1,quote=\"x\""}), metric_readers=[page.reader])
+        instrument(provider.get_meter("t"), collectors_factory(), naming=naming)
+        bodies = [page.render("text/plain")[0] for _ in range(2)]  # the second render uses the caches
+        provider.shutdown()
+        out.append(bodies)
+    return out
+
+
+@pytest.mark.parametrize("naming", ["otel", "classic"])
+def test_fast_text_encoder_is_byte_identical_to_the_stock_path(naming):
+    from helpers import FIXTURES
+    from otel_bare_metal.sources.cpu import ProcfsCPUSource
+    from otel_bare_metal.sources.filesystem import FilesystemSource, StatfsResult, StatfsWatchdog
+    from otel_bare_metal.sources.procfs import parse_mountinfo
+    from otel_bare_metal.telemetry import Collector
+
+    table = parse_mountinfo(
+        "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        "2 1 8:2 / /mnt/odd\\134\\042q\\012nl ro - xfs /dev/x\\377 rw\n"
+    )
+
+    def collectors():
+        fs = FilesystemSource(watchdog=StatfsWatchdog(statfs=lambda p: StatfsResult(4096, 10**12, 3, 2, 10**7, 1), timeout=1),
+                              read_mounts=lambda _: table)
+        return [Collector("cpu", ProcfsCPUSource(str(FIXTURES / "proc"), hz=100)), Collector("filesystem", fs)]
+
+    (fast1, fast2), (stock1, stock2) = _pages_on(collectors, naming)
+    strip = lambda b: b"\n".join(l for l in b.split(b"\n") if b"duration_seconds{" not in l)  # noqa: E731 timings differ
+    assert strip(fast1) == strip(stock1)
+    assert strip(fast2) == strip(stock2)
+    assert b"system_cpu_time_seconds_total" in fast1 or b"node_cpu_seconds_total" in fast1
+
+
+def test_fast_text_encoder_backfills_mixed_label_sets_like_the_stock_path():
+    def collectors():
+        return []
+
+    page_bodies = []
+    for fast in (True, False):
+        page = PrometheusPage()
+        if not fast:
+            page._fast = None
+        provider = MeterProvider(metric_readers=[page.reader])
+        meter = provider.get_meter("t")
+        meter.create_observable_gauge("mixed", callbacks=[lambda o: [Observation(1, {"a": "x"}), Observation(2, {"b": 3}), Observation(3.5)]],
+                                      description="mixed\nlabel sets")
+        meter.create_observable_counter("c.total", unit="By", callbacks=[lambda o: [Observation(7, {"k": True})]], description="d")
+        page_bodies.append(page.render()[0])
+        provider.shutdown()
+    fast, stock = page_bodies
+    fast_lines = [l for l in fast.split(b"\n") if not l.startswith(b"target_info")]
+    stock_lines = [l for l in stock.split(b"\n") if not l.startswith(b"target_info")]
+    assert fast_lines == stock_lines
+    assert b'mixed{a="x",b=""} 1.0' in fast
