@@ -62,7 +62,10 @@ def test_bad_listen_addresses(text):
         parse_listen_address(text)
 
 
-def _pages_on(collectors_factory, naming="otel"):
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+def _pages_on(collectors_factory, naming="otel", accept="text/plain"):
     """The same collection rendered by the fast text encoder and by the stock reader path."""
     from otel_bare_metal.telemetry import instrument
     from otel_bare_metal.telemetry.resource import build_resource
@@ -74,14 +77,15 @@ def _pages_on(collectors_factory, naming="otel"):
             page._fast = None
         provider = MeterProvider(resource=build_resource({"OTEL_RESOURCE_ATTRIBUTES": "a.b=1,quote=\"x\""}), metric_readers=[page.reader])
         instrument(provider.get_meter("t"), collectors_factory(), naming=naming)
-        bodies = [page.render("text/plain")[0] for _ in range(2)]  # the second render uses the caches
+        bodies = [page.render(accept)[0] for _ in range(2)]  # the second render uses the caches
         provider.shutdown()
         out.append(bodies)
     return out
 
 
+@pytest.mark.parametrize("accept", ["text/plain", OPENMETRICS])
 @pytest.mark.parametrize("naming", ["otel", "classic"])
-def test_fast_text_encoder_is_byte_identical_to_the_stock_path(naming):
+def test_fast_text_encoder_is_byte_identical_to_the_stock_path(naming, accept):
     from helpers import FIXTURES
     from otel_bare_metal.sources.cpu import ProcfsCPUSource
     from otel_bare_metal.sources.filesystem import FilesystemSource, StatfsResult, StatfsWatchdog
@@ -98,17 +102,15 @@ def test_fast_text_encoder_is_byte_identical_to_the_stock_path(naming):
                               read_mounts=lambda _: table)
         return [Collector("cpu", ProcfsCPUSource(str(FIXTURES / "proc"), hz=100)), Collector("filesystem", fs)]
 
-    (fast1, fast2), (stock1, stock2) = _pages_on(collectors, naming)
+    (fast1, fast2), (stock1, stock2) = _pages_on(collectors, naming, accept)
     strip = lambda b: b"\n".join(l for l in b.split(b"\n") if b"duration_seconds{" not in l)  # noqa: E731 timings differ
     assert strip(fast1) == strip(stock1)
     assert strip(fast2) == strip(stock2)
     assert b"system_cpu_time_seconds_total" in fast1 or b"node_cpu_seconds_total" in fast1
 
 
-def test_fast_text_encoder_backfills_mixed_label_sets_like_the_stock_path():
-    def collectors():
-        return []
-
+@pytest.mark.parametrize("accept", ["text/plain", OPENMETRICS])
+def test_fast_text_encoder_backfills_mixed_label_sets_like_the_stock_path(accept):
     page_bodies = []
     for fast in (True, False):
         page = PrometheusPage()
@@ -119,7 +121,7 @@ def test_fast_text_encoder_backfills_mixed_label_sets_like_the_stock_path():
         meter.create_observable_gauge("mixed", callbacks=[lambda o: [Observation(1, {"a": "x"}), Observation(2, {"b": 3}), Observation(3.5)]],
                                       description="mixed\nlabel sets")
         meter.create_observable_counter("c.total", unit="By", callbacks=[lambda o: [Observation(7, {"k": True})]], description="d")
-        page_bodies.append(page.render()[0])
+        page_bodies.append(page.render(accept)[0])
         provider.shutdown()
     fast, stock = page_bodies
     fast_lines = [l for l in fast.split(b"\n") if not l.startswith(b"target_info")]

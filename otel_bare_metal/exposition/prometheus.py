@@ -14,9 +14,9 @@ Speed: the reader's translation into prometheus_client families and prometheus_c
 encoder cost as much as the SDK's collection itself (about 6 µs and 5 µs per point against the
 SDK's 12 µs, measured on a 256-CPU host; see bench/README.md).  For the Prometheus text format
 the reader therefore hands its MetricsData to ``TextEncoder``, which writes the same bytes the
-stock path writes, caching each family's header and each series' ``name{labels} `` prefix
-between scrapes (the SDK keeps one attributes dict per series).  OpenMetrics and scope labels
-take the stock path.  A test holds the two paths to byte-identical output.
+stock path writes (text or OpenMetrics), caching each family's header and each series'
+``name{labels} `` prefix between scrapes (the SDK keeps one attributes dict per series).
+Scope labels take the stock path.  A test holds the two paths to byte-identical output.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attrib
 from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, MetricsData, Sum
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
 from otel_bare_metal.telemetry.definitions import METRICS
@@ -93,65 +94,73 @@ def prometheus_renames() -> dict[str, str]:
 
 
 class TextEncoder:
-    """MetricsData → the Prometheus text format (0.0.4), byte for byte what the stock reader and
-    ``prometheus_client.generate_latest`` produce, with per-series caches."""
+    """MetricsData → the Prometheus text format (0.0.4) or OpenMetrics 1.0, byte for byte what
+    the stock reader with ``prometheus_client``'s encoders produces, with per-series caches."""
 
     MAX_CACHED = 200_000
 
     def __init__(self, target_info: bool = True):
         self._target_info = target_info
-        self._target_line: str | None = None
-        self._headers: dict[tuple, tuple[str, str]] = {}
+        self._target_labels: str | None = None
+        self._headers: dict[tuple, tuple[str, str, str]] = {}
         self._series: dict[int, tuple[object, tuple[str, ...], str]] = {}
         self._label_names: dict[str, str] = {}
 
-    def encode(self, data: MetricsData | None) -> bytes:
-        if data is None:
-            return b""
+    def encode(self, data: MetricsData | None, openmetrics: bool = False) -> bytes:
         out: list[str] = []
-        if self._target_info:
-            if self._target_line is None:
-                attributes: dict = {}
-                for rm in data.resource_metrics:
-                    attributes.update(rm.resource.attributes)
-                labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(
-                    (sanitize_attribute(k), _label_value(v)) for k, v in attributes.items()))
-                self._target_line = f"# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{{{labels}}} 1.0\n"
-            out.append(self._target_line)
-        if len(self._series) > self.MAX_CACHED:
-            self._series.clear()
-        for rm in data.resource_metrics:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    self._metric(metric, out)
+        if data is not None:
+            if self._target_info:
+                if self._target_labels is None:
+                    attributes: dict = {}
+                    for rm in data.resource_metrics:
+                        attributes.update(rm.resource.attributes)
+                    self._target_labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(
+                        (sanitize_attribute(k), _label_value(v)) for k, v in attributes.items()))
+                head = "# HELP target Target metadata\n# TYPE target info\n" if openmetrics else \
+                    "# HELP target_info Target metadata\n# TYPE target_info gauge\n"
+                out.append(f"{head}target_info{{{self._target_labels}}} 1.0\n")
+            if len(self._series) > self.MAX_CACHED:
+                self._series.clear()
+            for rm in data.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        self._metric(metric, out, openmetrics)
+        if openmetrics:
+            out.append("# EOF\n")
         return "".join(out).encode("utf-8")
 
-    def _metric(self, metric, out: list[str]) -> None:
+    def _header(self, metric, counter: bool) -> tuple[str, str, str]:
+        key = (metric.name, metric.description, metric.unit, counter)
+        header = self._headers.get(key)
+        if header is None:
+            # the order prometheus_client's CounterMetricFamily / Metric apply them
+            family = sanitize_full_name(metric.name)
+            if counter and family.endswith("_total"):
+                family = family[: -len("_total")]
+            unit = map_unit(metric.unit or "")
+            if unit and not family.endswith("_" + unit):
+                family += "_" + unit
+            kind = "counter" if counter else "gauge"
+            sample = family + "_total" if counter else family
+            doc = metric.description or ""
+            text_doc = doc.replace("\\", r"\\").replace("\n", r"\n")
+            text = f"# HELP {sample} {text_doc}\n# TYPE {sample} {kind}\n"
+            om = f"# HELP {family} {_escape(doc)}\n# TYPE {family} {kind}\n" + (f"# UNIT {family} {unit}\n" if unit else "")
+            header = self._headers[key] = (text, om, sample)
+        return header
+
+    def _metric(self, metric, out: list[str], openmetrics: bool) -> None:
         metric_data = metric.data
         if isinstance(metric_data, Sum):
             counter = metric_data.is_monotonic or metric_data.aggregation_temporality != AggregationTemporality.CUMULATIVE
         elif isinstance(metric_data, Gauge):
             counter = False
-        else:  # histograms are not produced here; the stock path would handle them
+        else:  # the exporter makes no histograms; refuse rather than write something wrong
             raise TypeError(f"unsupported metric data {type(metric_data).__name__}")
-        key = (metric.name, metric.description, metric.unit, counter)
-        header = self._headers.get(key)
-        if header is None:
-            # the order prometheus_client's CounterMetricFamily / Metric apply them
-            name = sanitize_full_name(metric.name)
-            if counter and name.endswith("_total"):
-                name = name[: -len("_total")]
-            unit = map_unit(metric.unit or "")
-            if unit and not name.endswith("_" + unit):
-                name += "_" + unit
-            if counter:
-                name += "_total"
-            doc = (metric.description or "").replace("\\", r"\\").replace("\n", r"\n")
-            header = self._headers[key] = (f"# HELP {name} {doc}\n# TYPE {name} {'counter' if counter else 'gauge'}\n", name)
-        head, name = header
+        text_head, om_head, name = self._header(metric, counter)
         points = metric_data.data_points
         entries = [self._entry(p.attributes, name) for p in points]
-        out.append(head)
+        out.append(om_head if openmetrics else text_head)
         first_keys = entries[0][1] if entries else ()
         if all(e[1] == first_keys for e in entries):
             out.extend(f"{e[2]}{floatToGoString(p.value)}\n" for e, p in zip(entries, points))
@@ -164,12 +173,13 @@ class TextEncoder:
             out.append(f"{name}{{{labels}}} {floatToGoString(p.value)}\n" if keys else f"{name} {floatToGoString(p.value)}\n")
 
     def _entry(self, attributes, name: str) -> tuple[object, tuple[str, ...], str]:
+        """The cached ``name{labels} `` prefix of one series (the SDK keeps one attributes dict
+        per series, so its identity is the key; keeping it in the entry keeps the id unique)."""
         entry = self._series.get(id(attributes))
-        if entry is None or entry[0] is not attributes or not entry[2].startswith(name + "{" if attributes else name + " "):
+        if entry is None or entry[0] is not attributes or not entry[2].startswith(name + ("{" if attributes else " ")):
             pairs = sorted((self._label_name(k), _label_value(v)) for k, v in (attributes or {}).items())
             labels = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
             prefix = f"{name}{{{labels}}} " if pairs else f"{name} "
-            # Keeping ``attributes`` alive in the entry keeps its id from being reused.
             entry = (attributes, tuple(k for k, _ in pairs), prefix)
             self._series[id(attributes)] = entry
         return entry
@@ -208,14 +218,15 @@ class PrometheusPage:
         """Collect once and encode as the client asked (Prometheus text or OpenMetrics)."""
         encoder, content_type = choose_encoder(accept or "")
         with self._lock:
-            if self._fast is not None and getattr(encoder, "func", encoder) is generate_latest:
+            kind = getattr(encoder, "func", encoder)
+            if self._fast is not None and kind in (generate_latest, generate_openmetrics):
                 self.reader.capture = True
                 try:
                     self.reader.collect()
                     data, self.reader.captured = self.reader.captured, None
                 finally:
                     self.reader.capture = False
-                return self._fast.encode(data), content_type
+                return self._fast.encode(data, openmetrics=kind is generate_openmetrics), content_type
             body = encoder(self.registry)
         return body, content_type
 
