@@ -13,7 +13,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
@@ -28,6 +27,7 @@ from otel_bare_metal.sources import cpu_source, filesystem_source
 from otel_bare_metal.sources.hdhomerun import Fleet
 from otel_bare_metal.sources.filesystem import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, MountFilter
 from otel_bare_metal.telemetry import Collector, instrument
+from otel_bare_metal.telemetry.provider import meter_provider
 from otel_bare_metal.telemetry.resource import build_resource
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Exporter:
             self.push = otlp_reader(environ, config.otlp_endpoint, config.otlp_protocol)
             readers.append(self.push)
         resource = resource or build_resource()
-        self.provider = MeterProvider(resource=resource, metric_readers=readers)
+        self.provider = meter_provider(resource, readers)
         instrument(self.provider.get_meter(SCOPE, __version__), self.collectors, naming=config.naming)
         self.allowlist = Allowlist(config.hdhomerun_allow_targets, configured=config.hdhomerun_devices)
         self.probes = ProbeTargets(config.hdhomerun_timeout, resource, naming=config.naming)

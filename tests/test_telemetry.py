@@ -142,3 +142,16 @@ def test_every_definition_with_an_observer_is_registered():
     names = set(CPUObservers(c).observers()) | set(FilesystemObservers(c).observers()) | set(self_monitoring_observers([c]))
     defined = {m.name for m in METRICS if m.collector in ("cpu", "filesystem", "self")}
     assert names == defined
+
+
+def test_the_exporters_provider_keeps_no_exemplars():
+    from otel_bare_metal.telemetry.provider import meter_provider
+    from opentelemetry.sdk.resources import Resource
+
+    reader = InMemoryMetricReader()
+    provider = meter_provider(Resource.create({}), [reader])
+    instrument(provider.get_meter("test"), [Collector("cpu", ProcfsCPUSource(str(FIXTURES / "proc"), hz=100))])
+    data = reader.get_metrics_data()
+    points = [p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics for p in m.data.data_points]
+    assert len(points) > 30 and all(p.exemplars == [] for p in points)
+    provider.shutdown()

@@ -11,13 +11,13 @@ import threading
 from collections import OrderedDict
 from typing import Callable
 
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__
 from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.sources.hdhomerun import Device, OneDevice
 from otel_bare_metal.telemetry import Collector, instrument
+from otel_bare_metal.telemetry.provider import meter_provider
 
 MAX_TARGETS = 256
 
@@ -27,7 +27,7 @@ class ProbeTarget:
                  naming: str = "otel"):
         self.collector = Collector("hdhomerun", OneDevice(device_factory(address, timeout)))
         self.page = PrometheusPage(target_info=False)
-        self.provider = MeterProvider(resource=resource, metric_readers=[self.page.reader])
+        self.provider = meter_provider(resource, [self.page.reader])
         # Classic names drop the device label on a probe: hdhomerun_exporter's ``instance`` names it.
         instrument(self.provider.get_meter("otel_bare_metal", __version__), [self.collector], self_monitoring=False,
                    naming=naming, drop_attributes=frozenset({"hdhomerun.device"}))
