@@ -14,7 +14,8 @@ import logging
 import os
 import re
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -128,6 +129,21 @@ HUNG = "mount did not answer statfs within the timeout; skipped until it answers
 BUSY = "no statfs worker was free before the deadline"
 
 
+class _Batch:
+    """One scrape's statfs calls: a queue that a few worker tasks drain together, so one
+    stuck call holds one worker and the others finish the rest."""
+
+    def __init__(self, paths: list[str]):
+        self.todo = deque(paths)
+        self.results: dict[str, StatfsResult | BaseException] = {}
+        self.running: dict[int, str] = {}  # worker thread id → the path it is inside statfs for
+        self.pending = len(paths)
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        if not paths:
+            self.done.set()
+
+
 class StatfsWatchdog:
     """Runs statfs calls on worker threads with one deadline for the whole batch.
 
@@ -135,6 +151,7 @@ class StatfsWatchdog:
     (without calling statfs) until the stuck call finally returns.  Stuck calls keep their
     worker thread; when too many workers are stuck the pool is replaced, so healthy mounts
     always have workers.  Threads leaked that way are bounded by the number of hung mounts.
+    Each batch submits at most ``workers`` tasks, not one per mount.
     """
 
     def __init__(self, statfs: Callable[[str], StatfsResult] = os_statfs, timeout: float = 5.0, workers: int = 4):
@@ -166,22 +183,41 @@ class StatfsWatchdog:
                     results[path] = HUNG
                 else:
                     todo.append(path)
-        futures = {pool.submit(self._statfs, path): path for path in todo}
-        done, not_done = wait(futures, timeout=self.timeout)
-        for future in done:
-            path = futures[future]
-            error = future.exception()
-            results[path] = error if error is not None else future.result()
-        for future in not_done:
-            path = futures[future]
-            if future.cancel():  # never started: the pool was busy with stuck calls, not this mount
+        batch = _Batch(todo)
+        for _ in range(min(self._workers, len(todo))):
+            pool.submit(self._drain, batch)
+        batch.done.wait(self.timeout)
+        with batch.lock:  # held while marking, so a call returning now is seen as an answer
+            results.update(batch.results)
+            for path in batch.todo:  # never started: the workers were stuck elsewhere
                 results[path] = BUSY
-                continue
-            results[path] = HUNG
-            self._mark_hung(path, future)
+            batch.todo.clear()  # late workers stop instead of starting more
+            for path in batch.running.values():
+                results[path] = HUNG
+                self._mark_hung(path)
         return results
 
-    def _mark_hung(self, path: str, future: Future) -> None:
+    def _drain(self, batch: _Batch) -> None:
+        me = threading.get_ident()
+        while True:
+            with batch.lock:
+                if not batch.todo:
+                    return
+                path = batch.todo.popleft()
+                batch.running[me] = path
+            try:
+                result: StatfsResult | BaseException = self._statfs(path)
+            except Exception as e:  # the error is the result for that mount
+                result = e
+            with batch.lock:
+                del batch.running[me]
+                batch.results[path] = result
+                batch.pending -= 1
+                if batch.pending == 0:
+                    batch.done.set()
+                self._answered(path)
+
+    def _mark_hung(self, path: str) -> None:
         log.warning("statfs on %s did not answer within %.1fs; skipping it until it answers", path, self.timeout)
         with self._lock:
             self._hung.add(path)
@@ -191,13 +227,15 @@ class StatfsWatchdog:
                 self._pool = self._new_pool()
                 self._stuck_workers = 0
 
-        def answered(_: Future) -> None:
-            with self._lock:
+    def _answered(self, path: str) -> None:
+        """A call returned: if its mount was marked hung, it answers again."""
+        if path not in self._hung:  # cheap check first; the set only changes under the lock
+            return
+        with self._lock:
+            if path in self._hung:
                 self._hung.discard(path)
                 self._stuck_workers = max(0, self._stuck_workers - 1)
-            log.info("statfs on %s answers again", path)
-
-        future.add_done_callback(answered)
+                log.info("statfs on %s answers again", path)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
