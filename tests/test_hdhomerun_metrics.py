@@ -218,3 +218,18 @@ def test_cli_rejects_bad_device_and_rule():
 
     assert main(["--hdhomerun.device=[::1", "--no-collector.cpu"], {}) == 2
     assert main(["--hdhomerun.allow-target=nonsense/99"], {}) == 2
+
+
+def test_down_reason_is_logged_once_per_minute(caplog):
+    import logging
+
+    from otel_bare_metal.sources.hdhomerun import Device
+
+    port = free_port()  # nothing listens: connection refused
+    device = Device(f"127.0.0.1:{port}", timeout=0.5, device_id=lambda a: "")
+    with caplog.at_level(logging.WARNING, logger="otel_bare_metal.sources.hdhomerun"):
+        readings = [device.read() for _ in range(5)]
+    device.close()
+    assert all(not r.up and "refused" in r.error for r in readings)
+    lines = [r for r in caplog.records if "is down" in r.getMessage()]
+    assert len(lines) == 1 and "refused" in lines[0].getMessage()
