@@ -166,9 +166,13 @@ def test_exporter_close_closes_device_clients():
 
 NOBODY = 65534
 DROP_AND_SERVE = textwrap.dedent('''
-    import os, sys, signal, threading
-    from otel_bare_metal import cli, app  # import everything while we can still read the interpreter's files
-    import encodings.idna, otel_bare_metal.exposition.http, otel_bare_metal.sources.fallback, prometheus_client.openmetrics.exposition
+    import importlib, os, pkgutil, sys
+    # Import everything while we can still read the interpreter's and the checkout's files
+    # (either may sit under a directory only root can enter).
+    import encodings.idna, prometheus_client.openmetrics.exposition, otel_bare_metal
+    for module in pkgutil.walk_packages(otel_bare_metal.__path__, "otel_bare_metal."):
+        importlib.import_module(module.name)
+    from otel_bare_metal import cli
     os.setgroups([]); os.setgid({uid}); os.setuid({uid})
     assert os.geteuid() == {uid}
     sys.exit(cli.main(sys.argv[1:]))
