@@ -120,6 +120,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # Headers and body are two writes; with Nagle's algorithm the second waits for the
     # client's delayed ACK (~40 ms per keep-alive scrape).
     disable_nagle_algorithm = True
+    # A client that connects and then sends nothing (or one byte at a time) is dropped after
+    # this many idle seconds instead of holding its thread forever.
+    timeout = 30
 
     def do_GET(self) -> None:  # noqa: N802
         self._dispatch()
