@@ -1,7 +1,8 @@
 """HDHomeRun fan-out: scrape time of /metrics against the number of configured devices.
 
-Simulated devices (4 tuners, every reply delayed by --latency) run in this process; the
-exporter runs as its own process with only the HDHomeRun collector.  Each row is the median of
+Simulated devices (4 tuners, every reply delayed by --latency) run in a few child processes
+(bench/simulators.py), as real tuners are separate hardware; the exporter runs as its own
+process with only the HDHomeRun collector.  Each row is the median of
 --scrapes scrapes after one warm-up scrape (which learns the devices' facts).  "dead" devices
 accept connections and never answer, so they cost the timeout.  Loopback only, bounded.
 
@@ -12,35 +13,71 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import time
-from contextlib import ExitStack
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import free_port, ours, scrape_for, server  # noqa: E402
 
-from otel_bare_metal.hdhomerun import Faults, Simulator  # noqa: E402
+
+
+SIM_PROCESSES = 4
+
+
+class SimulatorFleet:
+    """Simulated devices spread over a few child processes (bench/simulators.py)."""
+
+    def __init__(self, count: int, dead: int, latency: float):
+        self.procs = []
+        self.addresses: list[str] = []
+        per = [count // SIM_PROCESSES + (1 if i < count % SIM_PROCESSES else 0) for i in range(SIM_PROCESSES)]
+        for n in (n for n in per if n):
+            d = min(dead, n)
+            dead -= d
+            p = subprocess.Popen([sys.executable, str(HERE / "simulators.py"), str(n), str(latency), str(d)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.addresses += p.stdout.readline().split()
+            self.procs.append(p)
+
+    def requests(self) -> int:
+        total = 0
+        for p in self.procs:
+            p.stdin.write("count\n")
+            p.stdin.flush()
+            total += int(p.stdout.readline())
+        return total
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.stdin.close()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def one_row(count: int, dead: int, latency: float, timeout: float, scrapes: int) -> dict:
-    with ExitStack() as stack:
-        sims = [stack.enter_context(Simulator("127.0.0.1", 0, tuners=4, faults=Faults(latency=latency))) for _ in range(count)]
-        for s in sims[:dead]:
-            s.set_faults(Faults(drop=True))
+    sims = SimulatorFleet(count, dead, latency)
+    try:
         port = free_port()
         args = ["--no-collector.cpu", "--no-collector.filesystem", f"--hdhomerun.timeout={timeout}",
-                *[f"--hdhomerun.device={s.address_text}" for s in sims]]
+                *[f"--hdhomerun.device={a}" for a in sims.addresses]]
         with server(ours(port, *args), port, ready_path="/healthz"):
             scrape_for(port, 60, max_scrapes=1)  # warm-up: facts and tuner counts
-            before = sum(s.requests_served for s in sims)
+            before = sims.requests()
             times = []
             for _ in range(scrapes):
                 start = time.perf_counter()
                 scrape_for(port, 60, max_scrapes=1)
                 times.append(time.perf_counter() - start)
-            requests = (sum(s.requests_served for s in sims) - before) / scrapes
+            requests = (sims.requests() - before) / scrapes
+    finally:
+        sims.close()
     return {"devices": count, "dead": dead, "median_s": statistics.median(times), "requests_per_scrape": requests}
 
 
