@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from .client import DEFAULT_TIMEOUT, Client, DeviceError, RequestTimeout, TransportError, parse_address
 from .discover import discover
@@ -52,24 +52,24 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message}")
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value <= 0 or value > 3600:
-        raise argparse.ArgumentTypeError(f"seconds must be in (0, 3600]: {text!r}")
-    return value
+def _seconds(allow_zero: bool) -> Callable[[str], float]:
+    """An argparse type for a number of seconds up to an hour: (0, 3600], or [0, 3600]."""
+    interval = "[0, 3600]" if allow_zero else "(0, 3600]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero) or value > 3600:
+            raise argparse.ArgumentTypeError(f"seconds must be in {interval}: {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value < 0 or value > 3600:
-        raise argparse.ArgumentTypeError(f"seconds must be in [0, 3600]: {text!r}")
-    return value
+_positive_seconds = _seconds(allow_zero=False)
+_non_negative_seconds = _seconds(allow_zero=True)
 
 
 def _tuners(text: str) -> int:
