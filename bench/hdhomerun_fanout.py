@@ -95,7 +95,7 @@ def main() -> int:
         if args.dead and count > args.dead:
             rows.append(one_row(count, args.dead, args.latency, args.timeout, args.scrapes))
     single = rows[0]["median_s"]
-    print(f"| devices | dead | median scrape (s) | × one device | device requests per scrape |")
+    print("| devices | dead | median scrape (s) | × one device | device requests per scrape |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['devices']} | {r['dead']} | {r['median_s']:.3f} | {r['median_s'] / single:.2f} | {r['requests_per_scrape']:.0f} |")

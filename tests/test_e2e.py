@@ -278,5 +278,5 @@ def test_cpustat_and_statfs_tools():
     assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["cpu0", "cpu1", "cpu3"]
     result = run_cli("statfs", "/")
     st = os.statvfs("/")
-    assert result.returncode == 0 and result.stdout.startswith(f"/ (")
+    assert result.returncode == 0 and result.stdout.startswith("/ (")
     assert f"{st.f_files} files" in result.stdout

@@ -18,7 +18,6 @@ from otel_bare_metal.sources.filesystem import (
     select_mounts,
 )
 from otel_bare_metal.sources.procfs import parse_mountinfo, read_mountinfo
-from otel_bare_metal.sources.records import MountTable
 
 
 def fixture_mounts():

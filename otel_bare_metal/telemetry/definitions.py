@@ -217,9 +217,3 @@ METRICS: tuple[Metric, ...] = (
            "1 when the mount did not answer statfs within the timeout and is skipped until it answers again (a hung mount).",
            FS, "filesystem"),
 ) + HDHOMERUN_METRICS
-
-BY_NAME = {m.name: m for m in METRICS}
-
-
-def metric(name: str) -> Metric:
-    return BY_NAME[name]

@@ -16,8 +16,6 @@ from opentelemetry.metrics import Observation
 from otel_bare_metal.telemetry.collection import Observer
 from otel_bare_metal.telemetry.definitions import METRICS, STATE, Classic, Kind, Metric
 
-STATE_KEYS = (STATE,)
-
 
 def instrument_for(parent: Metric, classic: Classic, drop: frozenset[str] = frozenset()) -> Metric:
     """The instrument whose Prometheus rendering is exactly ``classic.name``."""
