@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 
+from otel_bare_metal.limits import PROCFS_READ_BYTES
 from otel_bare_metal.sources.records import CPU_COLUMNS, CPUStat, CPUTimes, Mount, MountTable
 
 
@@ -17,16 +19,42 @@ class ParseError(ValueError):
     """A procfs line that does not have the expected shape; the message quotes the line."""
 
 
-def read_file(path: str) -> str:
-    """Read a pseudo-file in one read: its size lies, and its content changes between reads."""
-    with open(path, "rb", buffering=0) as f:
+class NotRegularFile(OSError):
+    """A path under --path.procfs that is a FIFO, device or socket: reading it could block forever."""
+
+
+def read_file(path: str, limit: int = PROCFS_READ_BYTES) -> str:
+    """Read a pseudo-file in one read: its size lies, and its content changes between reads.
+
+    Hostile or broken trees must not wedge a scrape: the file is opened non-blocking (so
+    opening a FIFO with no writer returns at once) and must be a regular file (procfs files
+    are), otherwise NotRegularFile is raised before any read.  More than ``limit`` bytes is
+    an error too, so a replaced file cannot exhaust memory.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb", buffering=0) as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"{path} is not a regular file ({_kind(mode)}); not reading it")
         chunks = []
+        size = 0
         while True:
             chunk = f.read(1 << 20)
             if not chunk:
                 break
+            size += len(chunk)
+            if size > limit:
+                raise OSError(f"{path} is larger than {limit} bytes; not reading it")
             chunks.append(chunk)
     return b"".join(chunks).decode("utf-8", "surrogateescape")
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return f"mode {mode:o}"
 
 
 # --------------------------------------------------------------------------- /proc/stat
@@ -49,35 +77,50 @@ def parse_stat(text: str, user_hz: float) -> CPUStat:
             continue
         try:
             times = parse_cpu_line(line, user_hz)
-        except ParseError as e:
-            errors.append(str(e))
+        except ValueError as e:  # ParseError, or anything else a hostile line provokes: that line only
+            errors.append(str(e) if isinstance(e, ParseError) else f"{e} in /proc/stat line {_quote(line)}")
             continue
         if times.cpu in seen:
-            errors.append(f"duplicate CPU {times.cpu} in /proc/stat line {line!r}")
+            errors.append(f"duplicate CPU {times.cpu} in /proc/stat line {_quote(line)}")
             continue
         seen.add(times.cpu)
         cpus.append(times)
     return CPUStat(cpus=cpus, errors=errors)
 
 
+# The kernel prints u64 tick counts (at most 20 digits) and CPU numbers far below 10 digits.
+# Longer runs of digits are hostile input: int() would refuse them past 4 300 digits anyway.
+_MAX_TICK_DIGITS = 20
+_MAX_CPU_DIGITS = 10
+_QUOTE_CHARS = 200
+
+
+def _quote(line: str) -> str:
+    """The line for an error message, cut short: a hostile line can be megabytes long."""
+    return repr(line) if len(line) <= _QUOTE_CHARS else repr(line[:_QUOTE_CHARS]) + f"... ({len(line)} characters)"
+
+
 def parse_cpu_line(line: str, user_hz: float) -> CPUTimes:
     """Parse one ``cpuN v1 v2 …`` line; raise ParseError naming the line."""
     fields = line.split()
     label = fields[0]
-    if not label[3:].isdigit() or not label[3:].isascii():
-        raise ParseError(f"bad CPU label in /proc/stat line {line!r}")
+    number = label[3:]
+    if not number.isdigit() or not number.isascii() or len(number) > _MAX_CPU_DIGITS:
+        raise ParseError(f"bad CPU label in /proc/stat line {_quote(line)}")
     values = fields[1:]
     if len(values) < 4:
-        raise ParseError(f"/proc/stat line has {len(values)} columns, want at least 4: {line!r}")
+        raise ParseError(f"/proc/stat line has {len(values)} columns, want at least 4: {_quote(line)}")
     ticks = []
     for value in values[: len(CPU_COLUMNS)]:  # columns a future kernel adds are ignored
         if not value.isdigit() or not value.isascii():
-            raise ParseError(f"non-numeric column {value!r} in /proc/stat line {line!r}")
+            raise ParseError(f"non-numeric column {_quote(value)} in /proc/stat line {_quote(line)}")
+        if len(value) > _MAX_TICK_DIGITS:
+            raise ParseError(f"column of {len(value)} digits (more than a 64-bit counter) in /proc/stat line {_quote(line)}")
         ticks.append(int(value))
     seconds = dict(zip(CPU_COLUMNS, (t / user_hz for t in ticks)))
     guest = seconds.pop("guest", None)
     guest_nice = seconds.pop("guest_nice", None)
-    return CPUTimes(cpu=int(label[3:]), modes=seconds, guest=guest, guest_nice=guest_nice)
+    return CPUTimes(cpu=int(number), modes=seconds, guest=guest, guest_nice=guest_nice)
 
 
 def read_stat(procfs: str, user_hz: float) -> CPUStat:
@@ -118,7 +161,7 @@ def parse_mountinfo(text: str) -> MountTable:
         fields = line.split(" ")
         sep = fields.index("-", 6) if "-" in fields[6:] else -1
         if sep < 0 or len(fields) < sep + 3 or ":" not in fields[2]:
-            errors.append(f"malformed mountinfo line {line!r}")
+            errors.append(f"malformed mountinfo line {_quote(line)}")
             continue
         options = fields[5].split(",")
         super_options = fields[sep + 3].split(",") if len(fields) > sep + 3 else []
@@ -140,6 +183,8 @@ def read_mountinfo(procfs: str) -> MountTable:
     falling back to our own view when ``<procfs>/1/mountinfo`` cannot be read."""
     try:
         text = read_file(os.path.join(procfs, "1", "mountinfo"))
+    except NotRegularFile:
+        raise  # something was planted there: report it rather than quietly read another view
     except OSError:
         text = read_file(os.path.join(procfs, "self", "mountinfo"))
     return parse_mountinfo(text)

@@ -1,13 +1,18 @@
 """/proc/stat and mountinfo parsers, from strings and from the fixture tree."""
 
+import os
+import threading
+
 import pytest
 
 from helpers import FIXTURES
 from otel_bare_metal.sources.procfs import (
+    NotRegularFile,
     ParseError,
     parse_cpu_line,
     parse_mountinfo,
     parse_stat,
+    read_file,
     read_mountinfo,
     read_stat,
     unescape_octal,
@@ -155,3 +160,72 @@ def test_mountinfo_falls_back_to_self(tmp_path):
     (tmp_path / "self").mkdir()
     (tmp_path / "self" / "mountinfo").write_text("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n")
     assert [m.device for m in read_mountinfo(str(tmp_path)).mounts] == ["/dev/sda1"]
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+@pytest.mark.parametrize("bad", [
+    "cpu0 " + "9" * 5000 + " 2 3 4",  # past int()'s 4 300-digit limit
+    "cpu0 1 2 3 " + "1" * 21,  # more than a 64-bit counter
+    "cpu" + "7" * 5000 + " 1 2 3 4",  # a CPU number past int()'s limit
+])
+def test_huge_numbers_affect_only_their_line(bad):
+    stat = parse_stat(f"cpu 1 1 1 1\ncpu1 1 2 3 4\n{bad}\ncpu2 1 2 3 4\n", 100)
+    assert [c.cpu for c in stat.cpus] == [1, 2]
+    [error] = stat.errors
+    assert len(error) < 1000, "the error quotes the line cut short"
+    with pytest.raises(ParseError):
+        parse_cpu_line(bad, 100)
+
+
+def test_huge_number_in_a_stat_fixture_tree(tmp_path):
+    (tmp_path / "stat").write_text("cpu  1 1 1 1\ncpu0 " + "8" * 10_000 + " 1 1 1\ncpu1 100 0 0 0\n")
+    stat = read_stat(str(tmp_path), 100)
+    assert [c.cpu for c in stat.cpus] == [1] and stat.cpus[0].modes["user"] == 1.0
+    assert len(stat.errors) == 1
+
+
+def _fifo(path):
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("name", ["stat", "mountinfo"])
+def test_a_fifo_under_procfs_is_an_error_not_a_hang(tmp_path, name):
+    """Nobody ever writes to the FIFO: a blocking open would wait forever.  The read must
+    come back at once with an error for that file; the test bounds itself with a thread."""
+    (tmp_path / "1").mkdir()
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "mountinfo").write_text("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n")
+    _fifo(tmp_path / "stat" if name == "stat" else tmp_path / "1" / "mountinfo")
+    read = (lambda: read_stat(str(tmp_path), 100)) if name == "stat" else (lambda: read_mountinfo(str(tmp_path)))
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(read())
+        except BaseException as e:
+            outcome.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # unblock the stuck open so the thread can end, then fail
+        with open(os.open(tmp_path / ("stat" if name == "stat" else "1/mountinfo"), os.O_WRONLY | os.O_NONBLOCK), "wb"):
+            pass
+        pytest.fail("reading a FIFO under --path.procfs blocked")
+    [error] = outcome
+    assert isinstance(error, NotRegularFile) and "FIFO" in str(error)
+
+
+def test_a_device_file_is_refused(tmp_path):
+    os.symlink("/dev/zero", tmp_path / "stat")  # endless: reading it would never finish
+    with pytest.raises(NotRegularFile, match="character device"):
+        read_stat(str(tmp_path), 100)
+
+
+def test_an_oversized_file_is_refused(tmp_path):
+    (tmp_path / "stat").write_bytes(b"cpu0 1 2 3 4\n" * 1000)
+    with pytest.raises(OSError, match="larger than"):
+        read_file(str(tmp_path / "stat"), limit=4096)
+    assert read_file(str(tmp_path / "stat")).count("\n") == 1000
