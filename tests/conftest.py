@@ -18,3 +18,13 @@ def pytest_runtest_makereport(item, call):
     if os.environ.get("CI") == "true" and report.skipped:
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which must run every test: {report.longrepr}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_budget():
+    """Every rate-limited log shares one process-wide budget of lines per minute; each test
+    starts with a full one, so a test that logs a lot cannot silence the next test's lines."""
+    from otel_bare_metal.logutil import BUDGET
+
+    BUDGET.reset()
+    yield
