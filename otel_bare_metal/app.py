@@ -22,11 +22,12 @@ from otel_bare_metal.exposition.http import HTTPServer, Request, Response, healt
 from otel_bare_metal.exposition.otlp import otlp_reader
 from otel_bare_metal.exposition.probe import ProbeTargets
 from otel_bare_metal.exposition.webconfig import WebConfigWatcher
-from otel_bare_metal.exposition.prometheus import PrometheusPage
+from otel_bare_metal.exposition.prometheus import DEFAULT_TIMEOUT_OFFSET, SCRAPE_TIMEOUT_HEADER, PrometheusPage, scrape_budget
 from otel_bare_metal.sources import cpu_source, filesystem_source
 from otel_bare_metal.sources.hdhomerun import Fleet
 from otel_bare_metal.sources.filesystem import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, MountFilter
 from otel_bare_metal.telemetry import Collector, instrument
+from otel_bare_metal.telemetry.collection import STUCK_AFTER
 from otel_bare_metal.telemetry.provider import meter_provider
 from otel_bare_metal.telemetry.resource import build_resource
 
@@ -39,6 +40,8 @@ SCOPE = "otel_bare_metal"
 class Config:
     listen_address: str = ":9464"
     telemetry_path: str = "/metrics"
+    timeout_offset: float = DEFAULT_TIMEOUT_OFFSET  # --timeout-offset, as blackbox_exporter
+    stuck_after: float = STUCK_AFTER  # /healthz answers 503 while a source read runs longer
     procfs: str = "/proc"
     sysfs: str = "/sys"
     rootfs: str = "/"
@@ -119,7 +122,10 @@ class Exporter:
             readers.append(self.push)
         resource = resource or build_resource()
         self.provider = meter_provider(resource, readers)
-        instrument(self.provider.get_meter(SCOPE, __version__), self.collectors, naming=config.naming)
+        self.collection = instrument(self.provider.get_meter(SCOPE, __version__), self.collectors, naming=config.naming)
+        self.collection.stuck_after = config.stuck_after
+        if self.page is not None:
+            self.page.collection = self.collection
         self.allowlist = Allowlist(config.hdhomerun_allow_targets, configured=config.hdhomerun_devices)
         self.probes = ProbeTargets(config.hdhomerun_timeout, resource, naming=config.naming)
         self.server: HTTPServer | None = None
@@ -129,8 +135,18 @@ class Exporter:
             return self.probe(request)
         if self.page is None:
             return Response(404, b"the /metrics page is off (OTEL_METRICS_EXPORTER has no prometheus)\n")
-        body, content_type = self.page.render(request.header("accept"))
+        budget = scrape_budget(request.header(SCRAPE_TIMEOUT_HEADER), self.config.timeout_offset)
+        body, content_type = self.page.render(request.header("accept"), budget)
         return Response(200, body, content_type)
+
+    def healthz(self, request: Request) -> Response:
+        """503 while a source read has been stuck longer than ``stuck_after`` (a liveness probe
+        then restarts the process); 200 otherwise."""
+        stuck = self.collection.stuck()
+        if stuck:
+            names = ", ".join(f"{name} ({seconds:.0f}s)" for name, seconds in stuck)
+            return Response(503, f"collection stuck: {names}\n".encode())
+        return healthz(request)
 
     def probe(self, request: Request) -> Response:
         targets = [t for t in request.query.get("target", []) if t.strip()]
@@ -150,7 +166,7 @@ class Exporter:
         path = self.config.telemetry_path
         return {
             "/": landing_page("otel-bare-metal", {path: "Metrics", "/probe?target=127.0.0.1": "Probe an HDHomeRun device", "/healthz": "Health"}),
-            "/healthz": healthz,
+            "/healthz": self.healthz,
             path: self.metrics,
             "/probe": self.probe,
         }

@@ -60,6 +60,8 @@ def _positive_float(text: str) -> float:
 SERVE_FLAGS: list[tuple[str, object, str]] = [
     ("--web.listen-address", ":9464", "Address to listen on for the web interface and telemetry."),
     ("--web.telemetry-path", "/metrics", "Path under which to expose metrics."),
+    ("--timeout-offset", 0.5, "Seconds to subtract from Prometheus's X-Prometheus-Scrape-Timeout-Seconds "
+     "(blackbox_exporter's flag; without the header a scrape may take 10 s less this)."),
     ("--web.config.file", "", "Path to a web configuration file (exporter-toolkit format) for TLS and basic auth."),
     ("--path.procfs", "/proc", "procfs mountpoint."),
     ("--path.sysfs", "/sys", "sysfs mountpoint."),
@@ -166,6 +168,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]):
     return Config(
         listen_address=args.web_listen_address,
         telemetry_path=args.web_telemetry_path,
+        timeout_offset=args.timeout_offset,
         procfs=args.path_procfs,
         sysfs=args.path_sysfs,
         rootfs=args.path_rootfs,

@@ -22,7 +22,10 @@ Scope labels take the stock path.  A test holds the two paths to byte-identical 
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
+from contextlib import nullcontext
 from dataclasses import replace
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -42,6 +45,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.utils import floatToGoString
 
 from otel_bare_metal.telemetry.definitions import METRICS
+
+log = logging.getLogger(__name__)
 
 # Points per instrument before the SDK folds series into an overflow series.  A 1024-CPU host
 # has 10 240 cpu-time points; 2000 mounts × 3 states is 6000.  Far above both.
@@ -199,8 +204,40 @@ def _label_value(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
+#: Seconds kept back from the scrape timeout Prometheus sends (blackbox_exporter's --timeout-offset).
+DEFAULT_TIMEOUT_OFFSET = 0.5
+#: The scrape timeout assumed when a request does not send ``X-Prometheus-Scrape-Timeout-Seconds``
+#: (Prometheus's default scrape_timeout).
+DEFAULT_SCRAPE_TIMEOUT = 10.0
+SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+
+
+def scrape_budget(header: str | None, offset: float = DEFAULT_TIMEOUT_OFFSET) -> float:
+    """Seconds a scrape may take: ``X-Prometheus-Scrape-Timeout-Seconds`` less ``offset``, as
+    blackbox_exporter computes it.  Without the header (or with one that is not a positive
+    number) Prometheus's default scrape timeout, 10 s, less the offset.  A header smaller
+    than the offset leaves half the header."""
+    try:
+        timeout = float(header) if header else 0.0
+    except ValueError:
+        timeout = 0.0
+    if not (0 < timeout < 86_400):  # also rejects nan and inf
+        timeout = DEFAULT_SCRAPE_TIMEOUT
+    budget = timeout - offset
+    return budget if budget > 0 else timeout / 2
+
+
 class PrometheusPage:
-    """A Prometheus reader with its own registry; ``render`` gives one complete exposition."""
+    """A Prometheus reader with its own registry; ``render`` gives one complete exposition.
+
+    Renders are serialised (one collection, one response).  ``collection``, when set, is the
+    provider's :class:`~otel_bare_metal.telemetry.collection.Collection`: a render registers
+    its deadline there, so the collection waits no longer than the scrape may.  A render that
+    cannot have the lock before its deadline (another render or collection holds it) serves
+    the last complete page in the same format instead of waiting: never torn, never empty,
+    never late.  Only when no page in that format has been rendered yet does it wait for the
+    lock (whose holder is itself bounded by its own deadline).
+    """
 
     def __init__(self, scope_labels: bool = False, target_info: bool = True):
         self._fast = None if scope_labels else TextEncoder(target_info)
@@ -213,22 +250,44 @@ class PrometheusPage:
             cardinality_limits=CARDINALITY_LIMITS,
         )
         self._lock = threading.Lock()
+        self._last: dict[str, bytes] = {}  # content type → the last complete page
+        self.collection = None  # set by the exporter (telemetry.collection.Collection)
+        self.served_last = 0  # renders answered with the last page (for tests and logs)
 
-    def render(self, accept: str | None = None) -> tuple[bytes, str]:
-        """Collect once and encode as the client asked (Prometheus text or OpenMetrics)."""
+    def render(self, accept: str | None = None, budget: float | None = None) -> tuple[bytes, str]:
+        """Collect once and encode as the client asked (Prometheus text or OpenMetrics),
+        within ``budget`` seconds (see :func:`scrape_budget`; default: no header)."""
         encoder, content_type = choose_encoder(accept or "")
-        with self._lock:
-            kind = getattr(encoder, "func", encoder)
-            if self._fast is not None and kind in (generate_latest, generate_openmetrics):
-                self.reader.capture = True
-                try:
-                    self.reader.collect()
-                    data, self.reader.captured = self.reader.captured, None
-                finally:
-                    self.reader.capture = False
-                return self._fast.encode(data, openmetrics=kind is generate_openmetrics), content_type
-            body = encoder(self.registry)
-        return body, content_type
+        budget = scrape_budget(None) if budget is None else budget
+        deadline = time.monotonic() + budget
+        if not self._lock.acquire(timeout=max(0.0, budget)):
+            last = self._last.get(content_type)
+            if last is not None:
+                self.served_last += 1
+                log.debug("render lock busy past the scrape's deadline; serving the last complete page")
+                return last, content_type
+            self._lock.acquire()
+        try:
+            with self.collection.scrape(deadline) if self.collection is not None else nullcontext():
+                body = self._render(encoder, deadline)
+            self._last[content_type] = body
+            return body, content_type
+        finally:
+            self._lock.release()
+
+    def _render(self, encoder, deadline: float) -> bytes:
+        kind = getattr(encoder, "func", encoder)
+        if self._fast is not None and kind in (generate_latest, generate_openmetrics):
+            self.reader.capture = True
+            try:
+                # The SDK raises if its collection outlives timeout_millis: give it a margin past
+                # the deadline the collection itself keeps.
+                self.reader.collect(timeout_millis=(max(0.0, deadline - time.monotonic()) + 1.0) * 1000)
+                data, self.reader.captured = self.reader.captured, None
+            finally:
+                self.reader.capture = False
+            return self._fast.encode(data, openmetrics=kind is generate_openmetrics)
+        return encoder(self.registry)
 
     def shutdown(self) -> None:
         self.reader.shutdown()

@@ -260,6 +260,11 @@ class FilesystemSource:
         self.watchdog = watchdog or StatfsWatchdog()
         self._read_mounts = read_mounts or read_mountinfo
 
+    @property
+    def timeout(self) -> float:
+        """The longest ``read`` waits for statfs (the collection's own bound for this source)."""
+        return self.watchdog.timeout
+
     def statfs_path(self, mountpoint: str) -> str:
         return os.path.join(self.rootfs, mountpoint.lstrip("/")) if self.rootfs != "/" else mountpoint
 

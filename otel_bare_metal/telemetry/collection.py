@@ -1,12 +1,35 @@
-"""Read each source once per collection and share the result among its instruments.
+"""Read every source once per collection, all at once, under one deadline.
 
 The OpenTelemetry SDK calls every observable instrument's callbacks once per reader
-collection, in the order the instruments were created, all on the collecting thread (and
-one collection at a time: the SDK's measurement consumer holds a lock).  ``register`` makes
-the first instrument's callback read every source first (timing each one) and keep the
-records in a thread-local slot; every instrument, that one included, then maps those
-records.  So a source is read exactly once per collection — by a Prometheus scrape or by an
-OTLP export alike — and one source failing makes only its own ``success`` 0, never the scrape.
+collection, in the order the instruments were created, all on the collecting thread, one
+collection at a time (its measurement consumer holds one lock for the whole provider).
+``register`` makes the first instrument's callback run ``Collection.collect``:
+
+* every collector's read starts at once, each on its own worker thread;
+* a collector has **at most one read in flight**: a read still running from an earlier
+  collection (a stuck source) is joined, never started twice;
+* the collecting thread waits until every read is done or the **deadline** passes, then
+  snapshots the results into a slot of the collecting thread, which every instrument, that
+  one included, then maps;
+* a collector whose read is not done by then reports ``success`` 0 and no series (its reason
+  is logged, rate-limited); every other collector's series are complete.
+
+The deadline of a collection is the earliest of:
+
+* the scrape's own deadline, registered by the Prometheus page with :meth:`Collection.scrape`
+  (from ``X-Prometheus-Scrape-Timeout-Seconds`` less ``--timeout-offset``);
+* without one (an OTLP export, or any other reader), the time the SDK gives the callback
+  (``CallbackOptions.timeout_millis``: the export timeout, at most 10 s);
+* half of the budget left to a scrape that is queued behind this collection (the SDK lock is
+  shared by every reader: an OTLP export waiting on a stuck source must not make a scrape
+  miss its own deadline);
+
+and, per collector, the collector's own bound (``timeout``: the mount timeout, the
+HDHomeRun timeout) plus :data:`GRACE` after its read started.  So a stuck read costs a
+scrape nothing once it has outlived its own bound.
+
+:meth:`Collection.stuck` names reads that have been running longer than a bound, for
+``/healthz``.
 """
 
 from __future__ import annotations
@@ -14,7 +37,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Protocol
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -23,39 +47,104 @@ from otel_bare_metal.telemetry.definitions import METRICS, Kind, Metric
 
 log = logging.getLogger(__name__)
 
+#: Seconds a collection waits when nothing else bounds it (Prometheus's default scrape_timeout).
+DEFAULT_DEADLINE = 10.0
+#: Seconds past a collector's own bound before it counts as timed out (lets the source report
+#: its own partial failure, e.g. one hung mount, rather than vanish as a whole).
+GRACE = 0.25
+#: A read running longer than this makes ``/healthz`` answer 503.
+STUCK_AFTER = 60.0
+
 
 class Source(Protocol):
     def read(self) -> Any: ...
 
 
-class Collector:
-    """One named source, read once per collection.
+class _Read:
+    """One read of one source, on its own worker thread."""
 
-    A record with a non-empty ``errors`` list (lines a parser could not read) still exports
-    what it has, but marks the collection unsuccessful.
+    __slots__ = ("started", "done", "result", "errors", "duration")
+
+    def __init__(self, started: float):
+        self.started = started
+        self.done = threading.Event()
+        self.result: Any = None
+        self.errors: list[str] = []
+        self.duration = 0.0
+
+
+class Collector:
+    """One named source, read at most once at a time, on a worker thread.
+
+    ``timeout`` is the longest the source's ``read`` takes by its own bound (by default the
+    source's ``timeout`` attribute, if it has one); ``None``: only the collection's deadline
+    bounds the wait.  A record with a non-empty ``errors`` list (lines a parser could not
+    read) still exports what it has, but marks the collection unsuccessful.
     """
 
-    def __init__(self, name: str, source: Source, clock: Callable[[], float] = time.perf_counter):
+    def __init__(self, name: str, source: Source, clock: Callable[[], float] = time.monotonic,
+                 timeout: float | None = None):
         self.name = name
         self.source = source
+        self.timeout = timeout if timeout is not None else getattr(source, "timeout", None)
         self._clock = clock
         self._local = threading.local()
+        self._guard = threading.Lock()
+        self._inflight: _Read | None = None
+        self._notify: Callable[[], None] = lambda: None
         self._warn = RateLimitedLog(log)
         self.attributes = {"collector": name}
 
-    def refresh(self) -> None:
-        start = self._clock()
+    # -- reading ------------------------------------------------------------------------
+
+    def start(self) -> _Read:
+        """The read in flight, or a new one started now."""
+        with self._guard:
+            read = self._inflight
+            if read is None or read.done.is_set():
+                read = self._inflight = _Read(self._clock())
+                threading.Thread(target=self._run, args=(read,), name=f"collect-{self.name}", daemon=True).start()
+            return read
+
+    def _run(self, read: _Read) -> None:
         try:
             result = self.source.read()
-            errors = list(getattr(result, "errors", ()) or ())
+            errors = [str(e) for e in (getattr(result, "errors", ()) or ())]
         except Exception as e:  # a source failing must never fail the scrape
             result, errors = None, [f"{type(e).__name__}: {e}"]
+        read.result, read.errors, read.duration = result, errors, self._clock() - read.started
+        read.done.set()
+        self._notify()
+
+    def in_flight_for(self, now: float) -> float:
+        """Seconds the read in flight has been running (0 when none is)."""
+        read = self._inflight
+        return 0.0 if read is None or read.done.is_set() else now - read.started
+
+    def bound(self, read: _Read, deadline: float) -> float:
+        """When to stop waiting for ``read``: the deadline, or sooner by the collector's own bound."""
+        return deadline if self.timeout is None else min(deadline, read.started + self.timeout + GRACE)
+
+    def keep(self, read: _Read, now: float) -> None:
+        """Snapshot ``read`` (done or not) as this collection's result on the calling thread."""
         local = self._local
-        local.result = result
-        local.duration = self._clock() - start
-        local.success = not errors
-        for error in errors:
-            self._warn(logging.WARNING, f"{self.name}:{error}", "collector %s: %s", self.name, error)
+        if read.done.is_set():
+            local.result, local.duration, local.success = read.result, read.duration, not read.errors
+            for error in read.errors:
+                self._warn(logging.WARNING, f"{self.name}:{error}", "collector %s: %s", self.name, error)
+        else:
+            local.result, local.duration, local.success = None, now - read.started, False
+            self._warn(logging.WARNING, f"{self.name}:timeout",
+                       "collector %s: no result within the collection's deadline (its read has run %.1fs; "
+                       "later collections join it instead of starting another)", self.name, now - read.started)
+
+    def refresh(self) -> None:
+        """Read once, now, waiting as long as the read takes (for tools and benchmarks)."""
+        read = self.start()
+        read.done.wait()
+        self.keep(read, self._clock())
+
+    # -- this collection's snapshot, as seen by the collecting thread --------------------
 
     @property
     def result(self) -> Any:
@@ -75,6 +164,73 @@ class Collector:
             close()
 
 
+class Collection:
+    """The collectors of one MeterProvider and the deadlines of the collections waiting on it."""
+
+    def __init__(self, collectors: list[Collector], clock: Callable[[], float] = time.monotonic,
+                 stuck_after: float = STUCK_AFTER):
+        self.collectors = collectors
+        self.stuck_after = stuck_after
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._scrapes: dict[int, tuple[float, float]] = {}  # thread id → (registered at, deadline)
+        for c in collectors:
+            c._notify = self._wake
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    @contextmanager
+    def scrape(self, deadline: float) -> Iterator[None]:
+        """Run a collection on this thread with ``deadline`` (a ``time.monotonic()`` value).
+        While registered, a collection already running on another thread yields to it."""
+        me = threading.get_ident()
+        with self._cond:
+            self._scrapes[me] = (self._clock(), deadline)
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._scrapes.pop(me, None)
+
+    def _deadline(self, fallback: float) -> float:
+        """This thread's deadline (never later than the SDK's ``fallback``), moved earlier for
+        any scrape queued behind it."""
+        me = threading.get_ident()
+        own = self._scrapes.get(me)
+        deadline = fallback if own is None else min(own[1], fallback)
+        for ident, (registered, theirs) in self._scrapes.items():
+            if ident != me:
+                deadline = min(deadline, theirs - (theirs - registered) / 2)
+        return deadline
+
+    def collect(self, fallback_deadline: float | None = None) -> None:
+        """Start every read, wait for them under the deadline, snapshot the results."""
+        now = self._clock()
+        if fallback_deadline is None:
+            fallback_deadline = now + DEFAULT_DEADLINE
+        reads = [(c, c.start()) for c in self.collectors]
+        with self._cond:
+            while True:
+                now = self._clock()
+                deadline = self._deadline(fallback_deadline)
+                pending = [c.bound(r, deadline) for c, r in reads if not r.done.is_set()]
+                pending = [at for at in pending if at > now]
+                if not pending:
+                    break
+                self._cond.wait(min(pending) - now)
+        now = self._clock()
+        for c, r in reads:
+            c.keep(r, now)
+
+    def stuck(self) -> list[tuple[str, float]]:
+        """(collector, seconds) of every read running longer than ``stuck_after``."""
+        now = self._clock()
+        return [(c.name, s) for c in self.collectors if (s := c.in_flight_for(now)) > self.stuck_after]
+
+
 Observer = Callable[[], Iterable[Observation]]
 
 
@@ -91,35 +247,40 @@ def self_monitoring_observers(collectors: list[Collector]) -> dict[str, Observer
 def register(
     meter: Meter,
     observers: dict[str, Observer],
-    collectors: list[Collector],
+    collectors: list[Collector] | Collection,
     definitions: Iterable[Metric] = METRICS,
 ) -> list[Metric]:
     """Create one observable instrument per definition that has an observer, in table order;
-    the first one refreshes ``collectors`` before it observes."""
+    the first one runs the collection before it observes."""
+    collection = collectors if isinstance(collectors, Collection) else Collection(collectors)
     created = []
     for d in definitions:
         observe = observers.get(d.name)
         if observe is None:
             continue
-        if not created:
-            observe = _refreshing(collectors, observe)
         create = {
             Kind.COUNTER: meter.create_observable_counter,
             Kind.UPDOWN: meter.create_observable_up_down_counter,
             Kind.GAUGE: meter.create_observable_gauge,
         }[d.kind]
-        create(d.name, callbacks=[_callback(observe)], unit=d.unit, description=d.description)
+        callback = _collecting(collection, observe) if not created else _callback(observe)
+        create(d.name, callbacks=[callback], unit=d.unit, description=d.description)
         created.append(d)
     return created
 
 
-def _refreshing(collectors: list[Collector], observe: Observer) -> Observer:
-    def refresh_then_observe() -> Iterable[Observation]:
-        for c in collectors:
-            c.refresh()
+#: Seconds kept back from the SDK's own callback timeout, for the callbacks after the first
+#: (the SDK raises if the whole collection outlives it).
+SDK_SLACK = 0.2
+
+
+def _collecting(collection: Collection, observe: Observer) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def collect_then_observe(options: CallbackOptions) -> Iterable[Observation]:
+        sdk_seconds = getattr(options, "timeout_millis", DEFAULT_DEADLINE * 1000) / 1000
+        collection.collect(collection._clock() + max(0.0, min(sdk_seconds - SDK_SLACK, DEFAULT_DEADLINE)))
         return observe()
 
-    return refresh_then_observe
+    return collect_then_observe
 
 
 def _callback(observe: Observer) -> Callable[[CallbackOptions], Iterable[Observation]]:

@@ -1,0 +1,179 @@
+"""Concurrent collection under one deadline: a hung source costs the page its own series only.
+
+Hung sources are injected blocking functions (an Event the test releases at the end); every
+wait in these tests is bounded, and the assertions are about what the page holds, not how
+fast it came.
+"""
+
+import threading
+import time
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from helpers import fetch, samples
+from otel_bare_metal.app import Config, Exporter
+from otel_bare_metal.exposition.prometheus import PrometheusPage, scrape_budget
+from otel_bare_metal.sources.records import CPUStat, CPUTimes, FilesystemStat
+from otel_bare_metal.telemetry import Collection, Collector, instrument
+from otel_bare_metal.telemetry.resource import build_resource
+
+
+class Blocking:
+    """A source whose read blocks until released (a FIFO, a dead NFS server…)."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.reads = 0
+
+    def read(self):
+        self.reads += 1
+        self.entered.set()
+        assert self.release.wait(30), "test never released the blocking source"
+        return FilesystemStat(filesystems=[])
+
+
+class Quick:
+    def __init__(self):
+        self.reads = 0
+
+    def read(self):
+        self.reads += 1
+        return CPUStat(cpus=[CPUTimes(cpu=0, modes={"user": 1.0, "idle": 2.0})])
+
+
+@pytest.fixture
+def blocking():
+    source = Blocking()
+    yield source
+    source.release.set()
+
+
+def success(values):
+    return {dict(labels)["collector"]: v for (name, labels), v in values.items() if name.endswith("collector_success")}
+
+
+def page_for(collectors, naming="otel"):
+    page = PrometheusPage()
+    provider = MeterProvider(metric_readers=[page.reader])
+    page.collection = instrument(provider.get_meter("t"), collectors, naming=naming)
+    return page, provider
+
+
+def test_scrape_budget_follows_the_header_less_the_offset():
+    assert scrape_budget("2", 0.5) == 1.5
+    assert scrape_budget("10", 0.25) == 9.75
+    assert scrape_budget(None, 0.5) == 9.5  # no header: Prometheus's default 10 s
+    assert scrape_budget("nonsense", 0.5) == 9.5
+    assert scrape_budget("nan", 0.5) == 9.5
+    assert scrape_budget("-3", 0.5) == 9.5
+    assert scrape_budget("0.4", 0.5) == 0.2  # smaller than the offset: half the header
+
+
+def test_a_hung_source_times_out_alone_and_the_rest_is_complete(blocking):
+    quick = Quick()
+    page, provider = page_for([Collector("filesystem", blocking), Collector("cpu", quick)])
+    body, _ = page.render(budget=0.5)
+    values = samples(body.decode())
+    assert success(values) == {"filesystem": 0, "cpu": 1}
+    cpu = {labels for (name, labels) in values if name == "system_cpu_time_seconds_total"}
+    assert cpu == {(("cpu_logical_number", "0"), ("cpu_mode", "idle")), (("cpu_logical_number", "0"), ("cpu_mode", "user"))}
+    provider.shutdown()
+
+
+def test_a_stuck_read_is_joined_never_started_twice(blocking):
+    quick = Quick()
+    hung = Collector("filesystem", blocking)
+    page, provider = page_for([hung, Collector("cpu", quick)])
+    for _ in range(3):
+        values = samples(page.render(budget=0.2)[0].decode())
+        assert success(values) == {"filesystem": 0, "cpu": 1}
+    assert blocking.reads == 1 and quick.reads == 3
+    blocking.release.set()
+    # Released, the stuck read ends; the next collection starts a fresh read.
+    deadline = time.monotonic() + 10
+    while hung.in_flight_for(time.monotonic()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert success(samples(page.render(budget=5)[0].decode())) == {"filesystem": 1, "cpu": 1}
+    assert blocking.reads == 2
+    provider.shutdown()
+
+
+def test_a_collectors_own_bound_caps_the_wait(blocking):
+    """A read older than its own timeout is not waited for at all, whatever the scrape allows."""
+    collector = Collector("filesystem", blocking, timeout=0.05)
+    page, provider = page_for([collector, Collector("cpu", Quick())])
+    page.render(budget=0.5)
+    durations = []
+    for _ in range(2):
+        started = time.monotonic()
+        page.render(budget=30)
+        durations.append(time.monotonic() - started)
+    # A 30 s budget was available; the collector's own 0.05 s (+ grace) bound ended each wait.
+    assert max(durations) < 10
+    provider.shutdown()
+
+
+def test_a_collection_without_a_scrape_deadline_yields_to_a_waiting_scrape(blocking):
+    """An OTLP export (no header) waiting on a hung source holds the SDK lock; a scrape that
+    queues behind it must still answer before its own deadline."""
+    reader = InMemoryMetricReader()
+    page = PrometheusPage()
+    provider = MeterProvider(metric_readers=[reader, page.reader])
+    page.collection = instrument(provider.get_meter("t"), [Collector("filesystem", blocking), Collector("cpu", Quick())])
+    other = threading.Thread(target=reader.get_metrics_data)  # would wait ~10 s on the hung source
+    other.start()
+    assert blocking.entered.wait(10)
+    started = time.monotonic()
+    body, _ = page.render(budget=1.0)
+    # Without yielding the scrape would sit behind the other collection for its full ~10 s.
+    assert time.monotonic() - started < 5
+    assert success(samples(body.decode())) == {"filesystem": 0, "cpu": 1}
+    other.join(15)
+    assert not other.is_alive()
+    provider.shutdown()
+
+
+def test_the_render_lock_is_bounded_and_serves_the_last_complete_page():
+    page, provider = page_for([Collector("cpu", Quick())])
+    first, _ = page.render(budget=1)
+    page._lock.acquire()  # a render (or collection) that will not let go in time
+    try:
+        body, content_type = page.render(budget=0.2)
+        assert body == first and content_type.startswith("text/plain")
+        assert page.served_last == 1
+    finally:
+        page._lock.release()
+    provider.shutdown()
+
+
+def test_healthz_is_503_while_a_read_is_stuck_and_metrics_still_answer(blocking):
+    config = Config(listen_address="127.0.0.1:0", stuck_after=0.3)
+    exporter = Exporter(config, resource=build_resource({}), environ={},
+                        collectors=[Collector("filesystem", blocking), Collector("cpu", Quick())]).start()
+    base = f"http://127.0.0.1:{exporter.server.port}"
+    try:
+        assert fetch(base + "/healthz")[0] == 200
+        # Without the header's deadline the collection would wait 10 s and this fetch time out.
+        status, _, body = fetch(base + "/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1"}, timeout=5)
+        assert status == 200 and success(samples(body.decode())) == {"filesystem": 0, "cpu": 1}
+        deadline = time.monotonic() + 10
+        while fetch(base + "/healthz")[0] == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status, _, body = fetch(base + "/healthz")
+        assert status == 503 and b"filesystem" in body
+        blocking.release.set()
+        deadline = time.monotonic() + 10
+        while fetch(base + "/healthz")[0] == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fetch(base + "/healthz")[0] == 200
+    finally:
+        exporter.close()
+
+
+def test_collection_stuck_names_long_reads(blocking):
+    collection = Collection([Collector("filesystem", blocking), Collector("cpu", Quick())], stuck_after=0.0)
+    collection.collect(time.monotonic() + 0.1)
+    assert [name for name, _ in collection.stuck()] == ["filesystem"]
