@@ -1,76 +1,124 @@
 """``/probe?target=ADDRESS``: one HDHomeRun device's metrics, the blackbox_exporter way.
 
-Each target gets its own MeterProvider and Prometheus page, cached and reused: a fresh
-provider per request leaks (the SDK registers a fork hook per provider).  The cache is
-bounded; the least recently probed target is shut down when a new one needs room.
+Memory is flat in the number of targets probed (bench/probe_memory.py holds it to that):
+
+* **One MeterProvider for every probe.**  The SDK registers an ``os.register_at_fork`` hook for
+  each MeterProvider that can never be removed (about 850 bytes each), so a provider per target
+  leaked however the targets were cached.  The probe instruments are registered once, on one
+  provider, and observe *the probe being rendered on the calling thread* (a thread-local slot):
+  the SDK runs observable callbacks on the thread that collects.
+* **A fresh reader per probe.**  The SDK keeps one aggregation per attribute set it has ever
+  seen, per reader; a reader re-used across targets would keep every past target's series.
+  Each probe therefore adds a new reader (a ``PrometheusPage``) for its one collection and
+  removes it afterwards (``MeterProvider.add_metric_reader``/``remove_metric_reader``), and the
+  storage goes with it.  One collection sees one reader's thread-local reading, so two targets
+  never mix in one response.
+* **Devices in a bounded LRU.**  A ``Device`` (its connection and the facts it learned) is kept
+  for the :data:`~otel_bare_metal.limits.PROBE_DEVICES` most recently probed targets and closed
+  when evicted.
+
+The device is read *before* the collection, outside the SDK's collection lock, so a dead or
+slow device delays only its own probe.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import Callable
 
 from opentelemetry.sdk.resources import Resource
 
-from otel_bare_metal import __version__
+from otel_bare_metal import __version__, limits
 from otel_bare_metal.exposition.prometheus import PrometheusPage
-from otel_bare_metal.sources.hdhomerun import Device, OneDevice
+from otel_bare_metal.sources.hdhomerun import Device, DeviceReading, FleetReading
 from otel_bare_metal.telemetry import Collector, instrument
 from otel_bare_metal.telemetry.provider import meter_provider
 
-MAX_TARGETS = 256
+MAX_TARGETS = limits.PROBE_DEVICES
+
+
+def probe_key(target: str) -> str:
+    """The cache key of a probe target: one key, one Device, one connection."""
+    return target
+
+
+class _RenderingProbe:
+    """The probe instruments' source: the reading (or the error) of the probe that the calling
+    thread is rendering.  Outside a render it reads as no device at all."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def set(self, outcome: DeviceReading | BaseException | None) -> None:
+        self._local.outcome = outcome
+
+    def read(self) -> FleetReading:
+        outcome = getattr(self._local, "outcome", None)
+        if isinstance(outcome, BaseException):
+            raise outcome  # the Collector reports it as it would a failing source
+        return FleetReading([outcome] if outcome is not None else [])
 
 
 class ProbeTarget:
-    def __init__(self, address: str, timeout: float, resource: Resource, device_factory: Callable[[str, float], Device] = Device,
-                 naming: str = "otel"):
-        self.collector = Collector("hdhomerun", OneDevice(device_factory(address, timeout)))
-        self.page = PrometheusPage(target_info=False)
-        self.provider = meter_provider(resource, [self.page.reader])
-        # Classic names drop the device label on a probe: hdhomerun_exporter's ``instance`` names it.
-        instrument(self.provider.get_meter("otel_bare_metal", __version__), [self.collector], self_monitoring=False,
-                   naming=naming, drop_attributes=frozenset({"hdhomerun.device"}))
+    """One target's handle: ``render`` reads its device and encodes that one reading."""
+
+    def __init__(self, targets: "ProbeTargets", device: Device):
+        self._targets = targets
+        self.device = device
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
-        return self.page.render(accept)
-
-    def close(self) -> None:
-        self.provider.shutdown()
-        self.collector.close()
+        return self._targets.render_device(self.device, accept)
 
 
 class ProbeTargets:
     def __init__(self, timeout: float, resource: Resource, max_targets: int = MAX_TARGETS,
                  device_factory: Callable[[str, float], Device] = Device, naming: str = "otel"):
         self.timeout = timeout
-        self._naming = naming
-        self._resource = resource
-        self._max = max_targets
         self._device_factory = device_factory
-        self._targets: OrderedDict[str, ProbeTarget] = OrderedDict()
+        self._evicted: list[Device] = []
+        self._devices: limits.BoundedCache[object, Device] = limits.BoundedCache(
+            max_targets, on_evict=lambda _key, device: self._evicted.append(device))
         self._lock = threading.Lock()
+        self._rendering = _RenderingProbe()
+        self._collector = Collector("hdhomerun", self._rendering)
+        self._provider = meter_provider(resource, [])
+        # Classic names drop the device label on a probe: hdhomerun_exporter's ``instance`` names it.
+        instrument(self._provider.get_meter("otel_bare_metal", __version__), [self._collector], self_monitoring=False,
+                   naming=naming, drop_attributes=frozenset({"hdhomerun.device"}))
 
-    def get(self, address: str) -> ProbeTarget:
-        evicted = None
+    def get(self, target: str) -> ProbeTarget:
+        """The target's handle, with its cached Device (a new one if it is not cached)."""
+        key = probe_key(target)
         with self._lock:
-            target = self._targets.get(address)
-            if target is not None:
-                self._targets.move_to_end(address)
-                return target
-            target = ProbeTarget(address, self.timeout, self._resource, self._device_factory, self._naming)
-            self._targets[address] = target
-            if len(self._targets) > self._max:
-                _, evicted = self._targets.popitem(last=False)
-        if evicted is not None:
-            evicted.close()
-        return target
+            device = self._devices.get(key)
+            if device is None:
+                device = self._devices.put(key, self._device_factory(target, self.timeout))
+            evicted, self._evicted = self._evicted, []
+        for old in evicted:
+            old.close()
+        return ProbeTarget(self, device)
+
+    def render_device(self, device: Device, accept: str | None) -> tuple[bytes, str]:
+        try:
+            outcome: DeviceReading | BaseException = device.read()
+        except Exception as e:  # reported like any failing source: no series, never a failed request
+            outcome = e
+        page = PrometheusPage(target_info=False)
+        self._provider.add_metric_reader(page.reader)
+        try:
+            self._rendering.set(outcome)
+            return page.render(accept)
+        finally:
+            self._rendering.set(None)
+            self._provider.remove_metric_reader(page.reader)
 
     def __len__(self) -> int:
-        return len(self._targets)
+        return len(self._devices)
 
     def close(self) -> None:
         with self._lock:
-            targets, self._targets = list(self._targets.values()), OrderedDict()
-        for t in targets:
-            t.close()
+            devices = [d for _, d in self._devices.clear()] + self._evicted
+            self._evicted = []
+        for d in devices:
+            d.close()
+        self._provider.shutdown()

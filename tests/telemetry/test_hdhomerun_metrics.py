@@ -121,7 +121,7 @@ def test_probe_endpoint_and_metrics_target_alias(sim):
             assert not series(s, "system_cpu_time_seconds_total"), "a probe returns only that device"
             assert "target_info" not in body.decode()
             assert promtool_check_metrics(body).returncode == 0
-        assert len(exporter.probes) == 1, "one cached provider per target, reused"
+        assert len(exporter.probes) == 1, "one cached device per target, reused"
         assert fetch(base + "/probe")[0] == 400
         assert fetch(base + "/probe?target=")[0] == 400
         assert fetch(base + "/probe?target=[::1")[0] == 400
@@ -151,11 +151,15 @@ def test_probe_cache_is_bounded():
 
     targets = ProbeTargets(timeout=0.2, resource=build_resource({}), max_targets=3)
     try:
-        first = targets.get("127.0.0.1:1")
+        first = targets.get("127.0.0.1:1").device
+        closed = []
+        first.close = lambda: closed.append(first)
         for port in range(2, 6):
             targets.get(f"127.0.0.1:{port}")
         assert len(targets) == 3
-        assert targets.get("127.0.0.1:1") is not first, "the oldest target was evicted and shut down"
+        assert closed == [first], "the least recently probed target's device was closed when evicted"
+        assert targets.get("127.0.0.1:1").device is not first
+        assert targets.get("127.0.0.1:5").device is targets.get("127.0.0.1:5").device, "a cached target is reused"
     finally:
         targets.close()
 
