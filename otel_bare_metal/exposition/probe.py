@@ -23,16 +23,24 @@ slow device delays only its own probe.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Callable
 
 from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__, limits
+from otel_bare_metal.logutil import RateLimitedLog
 from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.sources.hdhomerun import Device, DeviceReading, FleetReading
-from otel_bare_metal.telemetry import Collector, instrument
+from otel_bare_metal.telemetry import NAMINGS, register
+from otel_bare_metal.telemetry.definitions import METRICS
+from otel_bare_metal.telemetry.hdhomerun import HDHomeRunObservers
+from otel_bare_metal.telemetry.naming import classic_table
 from otel_bare_metal.telemetry.provider import meter_provider
+
+log = logging.getLogger(__name__)
+_warn = RateLimitedLog(log)
 
 MAX_TARGETS = limits.PROBE_DEVICES
 
@@ -43,20 +51,21 @@ def probe_key(target: str) -> str:
 
 
 class _RenderingProbe:
-    """The probe instruments' source: the reading (or the error) of the probe that the calling
-    thread is rendering.  Outside a render it reads as no device at all."""
+    """What the probe instruments observe: the reading of the probe that the calling thread is
+    rendering (the SDK runs observable callbacks on the collecting thread).  It stands in for
+    the ``Collector`` the observers of a configured device read their ``result`` from; outside
+    a render, or when the device read raised, there is no device and so no series."""
 
     def __init__(self) -> None:
         self._local = threading.local()
 
-    def set(self, outcome: DeviceReading | BaseException | None) -> None:
-        self._local.outcome = outcome
+    def set(self, reading: DeviceReading | None) -> None:
+        self._local.reading = reading
 
-    def read(self) -> FleetReading:
-        outcome = getattr(self._local, "outcome", None)
-        if isinstance(outcome, BaseException):
-            raise outcome  # the Collector reports it as it would a failing source
-        return FleetReading([outcome] if outcome is not None else [])
+    @property
+    def result(self) -> FleetReading:
+        reading = getattr(self._local, "reading", None)
+        return FleetReading([reading] if reading is not None else [])
 
 
 class ProbeTarget:
@@ -80,11 +89,16 @@ class ProbeTargets:
             max_targets, on_evict=lambda _key, device: self._evicted.append(device))
         self._lock = threading.Lock()
         self._rendering = _RenderingProbe()
-        self._collector = Collector("hdhomerun", self._rendering)
         self._provider = meter_provider(resource, [])
-        # Classic names drop the device label on a probe: hdhomerun_exporter's ``instance`` names it.
-        instrument(self._provider.get_meter("otel_bare_metal", __version__), [self._collector], self_monitoring=False,
-                   naming=naming, drop_attributes=frozenset({"hdhomerun.device"}))
+        observers = HDHomeRunObservers(self._rendering).observers()  # type: ignore[arg-type]
+        if naming == "classic":  # classic names drop the device label: hdhomerun_exporter's ``instance`` names it
+            definitions, observers = classic_table(observers, frozenset({"hdhomerun.device"}))
+        elif naming == "otel":
+            definitions = list(METRICS)
+        else:
+            raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
+        # No collectors to run: the device is read before the collection, by render_device.
+        register(self._provider.get_meter("otel_bare_metal", __version__), observers, [], definitions)
 
     def get(self, target: str) -> ProbeTarget:
         """The target's handle, with its cached Device (a new one if it is not cached)."""
@@ -100,13 +114,15 @@ class ProbeTargets:
 
     def render_device(self, device: Device, accept: str | None) -> tuple[bytes, str]:
         try:
-            outcome: DeviceReading | BaseException = device.read()
-        except Exception as e:  # reported like any failing source: no series, never a failed request
-            outcome = e
+            reading: DeviceReading | None = device.read()
+        except Exception as e:  # like any failing source: no series, never a failed request
+            address = getattr(device, "address", "?")
+            _warn(logging.WARNING, address, "probe of %s failed: %s: %s", address, type(e).__name__, e)
+            reading = None
         page = PrometheusPage(target_info=False)
         self._provider.add_metric_reader(page.reader)
         try:
-            self._rendering.set(outcome)
+            self._rendering.set(reading)
             return page.render(accept)
         finally:
             self._rendering.set(None)
