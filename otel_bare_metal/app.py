@@ -6,12 +6,13 @@ fixture trees and an ephemeral port; the command line builds one from flags.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
 import threading
-from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from dataclasses import field, make_dataclass
+from typing import Any, Mapping
 
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -22,10 +23,8 @@ from otel_bare_metal.exposition.http import HTTPServer, Request, Response, healt
 from otel_bare_metal.exposition.otlp import otlp_reader
 from otel_bare_metal.exposition.probe import ProbeTargets
 from otel_bare_metal.exposition.webconfig import WebConfigWatcher
-from otel_bare_metal.exposition.prometheus import DEFAULT_TIMEOUT_OFFSET, SCRAPE_TIMEOUT_HEADER, PrometheusPage, scrape_budget
-from otel_bare_metal.sources import cpu_source, filesystem_source
-from otel_bare_metal.sources.hdhomerun import Fleet
-from otel_bare_metal.sources.filesystem import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, MountFilter
+from otel_bare_metal.exposition.prometheus import SCRAPE_TIMEOUT_HEADER, PrometheusPage, scrape_budget
+from otel_bare_metal.registry import Paths, Registry, registry
 from otel_bare_metal.telemetry import Collector, instrument
 from otel_bare_metal.telemetry.collection import STUCK_AFTER
 from otel_bare_metal.telemetry.provider import meter_provider
@@ -36,65 +35,51 @@ log = logging.getLogger(__name__)
 SCOPE = "otel_bare_metal"
 
 
-@dataclass
-class Config:
-    listen_address: str = ":9464"
-    telemetry_path: str = "/metrics"
-    timeout_offset: float = DEFAULT_TIMEOUT_OFFSET  # --timeout-offset, as blackbox_exporter
-    stuck_after: float = STUCK_AFTER  # /healthz answers 503 while a source read runs longer
-    procfs: str = "/proc"
-    sysfs: str = "/sys"
-    rootfs: str = "/"
-    collectors: dict[str, bool] = field(default_factory=lambda: {"cpu": True, "filesystem": True})
-    mount_points_exclude: str = DEFAULT_MOUNT_POINTS_EXCLUDE
-    fs_types_exclude: str = DEFAULT_FS_TYPES_EXCLUDE
-    mount_points_include: str = ""
-    fs_types_include: str = ""
-    mount_timeout: float = 5.0
-    scope_labels: bool = False
-    naming: str = "otel"  # or "classic": node_exporter / hdhomerun_exporter names (telemetry/naming.py)
-    platform: str = sys.platform
-    hdhomerun_devices: list[str] = field(default_factory=list)
-    hdhomerun_discover: bool = False
-    hdhomerun_timeout: float = 2.5
-    hdhomerun_allow_targets: list[str] = field(default_factory=lambda: list(DEFAULT_RULES))
-    web_config_file: str = ""
-    exporters: set[str] = field(default_factory=lambda: {"prometheus"})  # see exposition/otlp.selected_exporters
-    otlp_endpoint: str = ""
-    otlp_protocol: str = ""
+def _config_class(reg: Registry) -> type:
+    """``Config``: one field per flag row (``cli.SERVE_FLAGS`` and every collector's own flags,
+    named by ``Flag.name``, defaulting to the flag's default), plus the fields no flag sets alone."""
+    from otel_bare_metal.cli import SERVE_FLAGS
+
+    rows = list(SERVE_FLAGS) + reg.flags()
+    enabled = {s.name: s.default_enabled for s in reg.specs}
+    fields = [(row.name, Any, field(default_factory=lambda d=row.default: copy.copy(d))) for row in rows]
+    fields += [
+        ("collectors", dict, field(default_factory=lambda: dict(enabled))),  # collector name → on
+        ("platform", str, field(default=sys.platform)),
+        ("stuck_after", float, field(default=STUCK_AFTER)),  # /healthz answers 503 while a source read runs longer
+        ("exporters", set, field(default_factory=lambda: {"prometheus"})),  # see exposition/otlp.selected_exporters
+    ]
+
+    def paths(self) -> Paths:
+        return Paths(self.procfs, self.sysfs, self.rootfs, self.platform)
+
+    cls = make_dataclass("Config", fields, namespace={"paths": paths, "__module__": __name__})
+    cls.__doc__ = "Everything an Exporter is built from; fields: " + ", ".join(name for name, *_ in fields) + "."
+    return cls
 
 
-def discovered_devices() -> list[str]:
-    """Devices that answer a broadcast discover on the local network (``--hdhomerun.discover``)."""
-    from otel_bare_metal.hdhomerun import discover
-
-    try:
-        found = discover(None, allow_broadcast=True)
-    except OSError as e:
-        log.warning("HDHomeRun discovery failed: %s", e)
-        return []
-    log.info("HDHomeRun discovery found %d device(s)", len(found))
-    return [d.ip for d in found]
+Config = _config_class(registry())
 
 
-def build_collectors(config: Config, discover: Callable[[], list[str]] = discovered_devices) -> list[Collector]:
+def build_collectors(config, reg: Registry | None = None) -> list[Collector]:
+    """One Collector per enabled collector that has something to collect, in registry order.
+    A plugin whose source factory raises is logged and left out; the others still run."""
+    reg = reg or registry()
     collectors = []
-    if config.collectors.get("cpu"):
-        collectors.append(Collector("cpu", cpu_source(config.procfs, platform=config.platform)))
-    if config.collectors.get("filesystem"):
-        mount_filter = MountFilter(
-            mount_points_exclude=config.mount_points_exclude,
-            fs_types_exclude=config.fs_types_exclude,
-            mount_points_include=config.mount_points_include,
-            fs_types_include=config.fs_types_include,
-        )
-        source = filesystem_source(config.procfs, config.rootfs, mount_filter, config.mount_timeout, platform=config.platform)
-        collectors.append(Collector("filesystem", source))
-    devices = list(config.hdhomerun_devices)
-    if config.hdhomerun_discover:
-        devices += discover()
-    if devices:
-        collectors.append(Collector("hdhomerun", Fleet(devices, config.hdhomerun_timeout)))
+    paths = config.paths()
+    values = vars(config)
+    for spec in reg.specs:
+        if not config.collectors.get(spec.name):
+            continue
+        try:
+            source = spec.source(paths, spec.options(values))
+        except Exception:
+            if not spec.plugin:
+                raise
+            log.exception("collector plugin %r (%s) skipped: its source factory failed", spec.name, spec.plugin)
+            continue
+        if source is not None:
+            collectors.append(Collector(spec.name, source))
     return collectors
 
 
@@ -103,7 +88,7 @@ class Exporter:
 
     def __init__(
         self,
-        config: Config,
+        config,
         resource: Resource | None = None,
         collectors: list[Collector] | None = None,
         environ: Mapping[str, str] | None = None,
@@ -126,7 +111,7 @@ class Exporter:
         self.collection.stuck_after = config.stuck_after
         if self.page is not None:
             self.page.collection = self.collection
-        self.allowlist = Allowlist(config.hdhomerun_allow_targets, configured=config.hdhomerun_devices)
+        self.allowlist = Allowlist(config.hdhomerun_allow_targets or DEFAULT_RULES, configured=config.hdhomerun_devices)
         self.probes = ProbeTargets(config.hdhomerun_timeout, resource, naming=config.naming)
         self.server: HTTPServer | None = None
 

@@ -19,13 +19,9 @@ import threading
 from typing import Mapping, Sequence
 
 from otel_bare_metal import __version__
+from otel_bare_metal.registry import ENV_PREFIX, Flag, Paths, Registry, env_name, positive_seconds, registry
 
 PROG = "otel-bare-metal"
-ENV_PREFIX = "OTEL_BARE_METAL_"
-
-
-def env_name(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").upper().replace(".", "_").replace("-", "_")
 
 
 class UsageError(Exception):
@@ -46,149 +42,139 @@ def _bool(text: str, name: str) -> bool:
     raise UsageError(f"environment variable {name}={text!r}: want true or false")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text.rstrip("s"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-# (flag, default, help) — the environment variable is derived from the flag.
-SERVE_FLAGS: list[tuple[str, object, str]] = [
-    ("--web.listen-address", ":9464", "Address to listen on for the web interface and telemetry."),
-    ("--web.telemetry-path", "/metrics", "Path under which to expose metrics."),
-    ("--timeout-offset", 0.5, "Seconds to subtract from Prometheus's X-Prometheus-Scrape-Timeout-Seconds "
-     "(blackbox_exporter's flag; without the header a scrape may take 10 s less this)."),
-    ("--web.config.file", "", "Path to a web configuration file (exporter-toolkit format) for TLS and basic auth."),
-    ("--path.procfs", "/proc", "procfs mountpoint."),
-    ("--path.sysfs", "/sys", "sysfs mountpoint."),
-    ("--path.rootfs", "/", "rootfs mountpoint (the host's / when running in a container)."),
-    ("--collector.cpu", True, "Enable the cpu collector."),
-    ("--collector.filesystem", True, "Enable the filesystem collector."),
-    ("--collector.filesystem.mount-points-exclude", None, "Regexp of mount points to exclude."),
-    ("--collector.filesystem.fs-types-exclude", None, "Regexp of filesystem types to exclude."),
-    ("--collector.filesystem.mount-points-include", "", "Regexp of mount points to include (default: all)."),
-    ("--collector.filesystem.fs-types-include", "", "Regexp of filesystem types to include (default: all)."),
-    ("--collector.filesystem.mount-timeout", 5.0, "Seconds to wait for statfs on a mount before marking it hung."),
-    ("--hdhomerun.device", [], "HDHomeRun device to collect, host or host:port (repeatable; env: comma-separated)."),
-    ("--hdhomerun.devices-file", "", "File listing HDHomeRun devices, one address per line (# comments)."),
-    ("--hdhomerun.discover", False, "Add the HDHomeRun devices that answer a broadcast discover at start."),
-    ("--hdhomerun.timeout", 2.5, "Seconds one HDHomeRun device may take per collection."),
-    ("--hdhomerun.allow-target", [], "Networks /probe may dial: NETWORK[/PREFIX][:PORT|:*] (repeatable; "
-     "default: loopback and private ranges on port 65001)."),
-    ("--otlp.endpoint", "", "Push OTLP to this endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT / _METRICS_ENDPOINT)."),
-    ("--otlp.protocol", "", "grpc or http/protobuf (else OTEL_EXPORTER_OTLP_PROTOCOL; default http/protobuf)."),
-    ("--metrics.naming", "otel", "otel (semantic conventions) or classic (node_exporter and hdhomerun_exporter names)."),
-    ("--metrics.scope-labels", False, "Add otel_scope_name/version labels to every sample (doubles the payload)."),
-    ("--log.level", "info", "Only log messages with the given severity or above: debug, info, warn, error."),
+# The exporter-wide flags, one row each: the environment variable, the Config field
+# (``app.Config``) and the parsing follow from the row (``registry.Flag``).  A collector's own
+# flags are declared beside it (``otel_bare_metal/collectors/``), not here.
+SERVE_FLAGS: list[Flag] = [
+    Flag("--web.listen-address", ":9464", "Address to listen on for the web interface and telemetry.", field="listen_address"),
+    Flag("--web.telemetry-path", "/metrics", "Path under which to expose metrics.", field="telemetry_path"),
+    Flag("--timeout-offset", 0.5, "Seconds to subtract from Prometheus's X-Prometheus-Scrape-Timeout-Seconds "
+         "(blackbox_exporter's flag; without the header a scrape may take 10 s less this).", field="timeout_offset"),
+    Flag("--web.config.file", "", "Path to a web configuration file (exporter-toolkit format) for TLS and basic auth.",
+         field="web_config_file"),
+    Flag("--path.procfs", "/proc", "procfs mountpoint.", field="procfs"),
+    Flag("--path.sysfs", "/sys", "sysfs mountpoint.", field="sysfs"),
+    Flag("--path.rootfs", "/", "rootfs mountpoint (the host's / when running in a container).", field="rootfs"),
+    Flag("--collector.disable-defaults", False, "Set all collectors to disabled by default.", field="disable_defaults"),
+    Flag("--otlp.endpoint", "", "Push OTLP to this endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT / _METRICS_ENDPOINT).",
+         field="otlp_endpoint"),
+    Flag("--otlp.protocol", "", "grpc or http/protobuf (else OTEL_EXPORTER_OTLP_PROTOCOL; default http/protobuf).",
+         field="otlp_protocol"),
+    Flag("--metrics.naming", "otel", "otel (semantic conventions) or classic (node_exporter and hdhomerun_exporter names).",
+         field="naming", choices=("otel", "classic")),
+    Flag("--metrics.scope-labels", False, "Add otel_scope_name/version labels to every sample (doubles the payload).",
+         field="scope_labels"),
+    Flag("--log.level", "info", "Only log messages with the given severity or above: debug, info, warn, error.",
+         field="log_level", choices=("debug", "info", "warn", "error")),
 ]
 
 
-def serve_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    from otel_bare_metal.sources.filesystem import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE
+def all_flags(reg: Registry | None = None) -> list[Flag]:
+    """The exporter-wide flags, then each collector's ``--[no-]collector.<name>`` and own flags."""
+    reg = reg or registry()
+    out = list(SERVE_FLAGS)
+    for spec in reg.specs:
+        out.append(spec.enable_flag)
+        out.extend(spec.flags)
+    return out
 
-    defaults = {
-        "--collector.filesystem.mount-points-exclude": DEFAULT_MOUNT_POINTS_EXCLUDE,
-        "--collector.filesystem.fs-types-exclude": DEFAULT_FS_TYPES_EXCLUDE,
-    }
+
+def _add(p: argparse.ArgumentParser, row: Flag, environ: Mapping[str, str], toggle: bool = False) -> None:
+    var = row.env
+    help_text = f"{row.help} [{var}]"
+    if isinstance(row.default, list):
+        value = [v.strip() for v in environ.get(var, "").split(",") if v.strip()]
+        p.add_argument(row.flag, dest=row.name, action="append", default=None, metavar="VALUE", help=help_text)
+        p.set_defaults(**{row.name + ":env": value})
+    elif isinstance(row.default, bool):
+        # A collector's toggle stays None unless set (flag or environment): --collector.disable-defaults
+        # turns off only the collectors nobody asked for, as node_exporter does.
+        value = _bool(environ[var], var) if var in environ else (None if toggle else row.default)
+        p.add_argument(row.flag, dest=row.name, action=argparse.BooleanOptionalAction, default=value, help=help_text)
+    else:
+        parse = row.parse or (positive_seconds if isinstance(row.default, float) else str)
+        value = row.default
+        if var in environ:
+            try:
+                value = parse(environ[var])
+            except ValueError as e:
+                raise UsageError(f"environment variable {var}: {e}") from None
+        p.add_argument(row.flag, dest=row.name, type=_argtype(parse), default=value, choices=row.choices,
+                       metavar=row.flag.split(".")[-1].upper().replace("-", "_"), help=help_text)
+
+
+def _argtype(parse):
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def serve_parser(environ: Mapping[str, str], reg: Registry | None = None) -> argparse.ArgumentParser:
+    reg = reg or registry()
     p = _Parser(
         prog=PROG,
         description="Export CPU, filesystem and HDHomeRun metrics through OpenTelemetry. "
         f"Subcommands: cpustat, statfs PATH, hdhomerun. Every flag is also read from {ENV_PREFIX}<FLAG>.",
     )
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    for flag, default, help_text in SERVE_FLAGS:
-        default = defaults.get(flag, default)
-        var = env_name(flag)
-        dest = flag.lstrip("-").replace(".", "_").replace("-", "_")
-        if isinstance(default, list):
-            value = [v.strip() for v in environ.get(var, "").split(",") if v.strip()]
-            p.add_argument(flag, dest=dest, action="append", default=None, metavar="VALUE", help=f"{help_text} [{var}]")
-            p.set_defaults(**{dest + "_env": value})
-            continue
-        if isinstance(default, bool):
-            value = _bool(environ[var], var) if var in environ else default
-            p.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=value, help=f"{help_text} [{var}]")
-            continue
-        value = environ.get(var, default)
-        kind = _positive_float if isinstance(default, float) else str
-        if isinstance(value, str) and kind is _positive_float:
-            try:
-                value = _positive_float(value)
-            except argparse.ArgumentTypeError as e:
-                raise UsageError(f"environment variable {var}: {e}") from None
-        choices = {"--log.level": ["debug", "info", "warn", "error"], "--metrics.naming": ["otel", "classic"]}.get(flag)
-        p.add_argument(flag, dest=dest, type=kind, default=value, choices=choices, metavar=flag.split(".")[-1].upper().replace("-", "_"), help=f"{help_text} [{var}]")
+    for row in SERVE_FLAGS:
+        _add(p, row, environ)
+    for spec in reg.specs:
+        _add(p, spec.enable_flag, environ, toggle=True)
+        for row in spec.flags:
+            _add(p, row, environ)
     return p
 
 
-def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]):
+def enabled_collectors(args: argparse.Namespace, reg: Registry | None = None) -> dict[str, bool]:
+    """Collector name → on: as asked (flag or environment), else its default, which
+    ``--collector.disable-defaults`` turns off (node_exporter's semantics)."""
+    reg = reg or registry()
+    out = {}
+    for spec in reg.specs:
+        asked = getattr(args, spec.enable_flag.name)
+        out[spec.name] = asked if asked is not None else spec.default_enabled and not args.disable_defaults
+    return out
+
+
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str], reg: Registry | None = None):
     from otel_bare_metal.app import Config
     from otel_bare_metal.exposition.http import parse_listen_address
     from otel_bare_metal.exposition.otlp import protocol, selected_exporters
-    from otel_bare_metal.sources.filesystem import MountFilter
 
-    from otel_bare_metal.exposition.allowlist import DEFAULT_RULES, Allowlist
-    from otel_bare_metal.hdhomerun import parse_address
-
-    devices = args.hdhomerun_device if args.hdhomerun_device is not None else args.hdhomerun_device_env
-    allow = args.hdhomerun_allow_target if args.hdhomerun_allow_target is not None else args.hdhomerun_allow_target_env
-    if args.hdhomerun_devices_file:
-        try:
-            with open(args.hdhomerun_devices_file) as f:
-                devices = devices + [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
-        except OSError as e:
-            raise UsageError(f"--hdhomerun.devices-file {args.hdhomerun_devices_file!r}: {e.strerror or e}") from None
-    try:
-        for device in devices:
-            parse_address(device)
-        Allowlist(allow or DEFAULT_RULES, configured=devices)
-        exporters = selected_exporters(environ, args.otlp_endpoint)
-        if "otlp" in exporters:
-            protocol(environ, args.otlp_protocol)
-        parse_listen_address(args.web_listen_address)
-        MountFilter(
-            args.collector_filesystem_mount_points_exclude,
-            args.collector_filesystem_fs_types_exclude,
-            args.collector_filesystem_mount_points_include,
-            args.collector_filesystem_fs_types_include,
-        )
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if not args.web_telemetry_path.startswith("/") or args.web_telemetry_path in ("/", "/healthz"):
-        raise UsageError(f"--web.telemetry-path must start with / and not be / or /healthz: {args.web_telemetry_path!r}")
-    for flag, path in (("--path.procfs", args.path_procfs), ("--path.rootfs", args.path_rootfs)):
+    reg = reg or registry()
+    values = {}
+    for row in SERVE_FLAGS + reg.flags():
+        value = getattr(args, row.name)
+        if isinstance(row.default, list):
+            value = value if value is not None else getattr(args, row.name + ":env")
+        values[row.name] = value
+    collectors = enabled_collectors(args, reg)
+    for flag, path in (("--path.procfs", values["procfs"]), ("--path.rootfs", values["rootfs"])):
         if not os.path.isdir(path):
             raise UsageError(f"{flag} {path!r}: not a directory")
-    if args.collector_cpu and sys.platform.startswith("linux") and not os.path.isfile(os.path.join(args.path_procfs, "stat")):
-        raise UsageError(f"--path.procfs {args.path_procfs!r}: no stat file there (is it a procfs?)")
-    return Config(
-        listen_address=args.web_listen_address,
-        telemetry_path=args.web_telemetry_path,
-        timeout_offset=args.timeout_offset,
-        procfs=args.path_procfs,
-        sysfs=args.path_sysfs,
-        rootfs=args.path_rootfs,
-        collectors={"cpu": args.collector_cpu, "filesystem": args.collector_filesystem},
-        mount_points_exclude=args.collector_filesystem_mount_points_exclude,
-        fs_types_exclude=args.collector_filesystem_fs_types_exclude,
-        mount_points_include=args.collector_filesystem_mount_points_include,
-        fs_types_include=args.collector_filesystem_fs_types_include,
-        mount_timeout=args.collector_filesystem_mount_timeout,
-        scope_labels=args.metrics_scope_labels,
-        naming=args.metrics_naming,
-        web_config_file=args.web_config_file,
-        hdhomerun_devices=devices,
-        hdhomerun_discover=args.hdhomerun_discover,
-        hdhomerun_timeout=args.hdhomerun_timeout,
-        hdhomerun_allow_targets=allow or list(DEFAULT_RULES),
-        exporters=exporters,
-        otlp_endpoint=args.otlp_endpoint,
-        otlp_protocol=args.otlp_protocol,
-    )
+    telemetry_path = values["telemetry_path"]
+    if not telemetry_path.startswith("/") or telemetry_path in ("/", "/healthz"):
+        raise UsageError(f"--web.telemetry-path must start with / and not be / or /healthz: {telemetry_path!r}")
+    paths = Paths(values["procfs"], values["sysfs"], values["rootfs"])
+    try:
+        for spec in reg.specs:
+            if spec.check is not None:
+                options = spec.options(values)
+                spec.check(paths, options, collectors[spec.name])
+                values.update(options)
+        exporters = selected_exporters(environ, values["otlp_endpoint"])
+        if "otlp" in exporters:
+            protocol(environ, values["otlp_protocol"])
+        parse_listen_address(values["listen_address"])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return Config(**values, collectors=collectors, exporters=exporters)
 
 
 def serve(argv: Sequence[str], environ: Mapping[str, str]) -> int:
@@ -196,7 +182,8 @@ def serve(argv: Sequence[str], environ: Mapping[str, str]) -> int:
 
     args = serve_parser(environ).parse_args(argv)
     config = config_from_args(args, environ)
-    setup_logging(args.log_level)
+    setup_logging(config.log_level)
+    registry().log_problems()
 
     from otel_bare_metal.app import Exporter
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from opentelemetry.metrics import Meter
 
-from otel_bare_metal.telemetry.collection import Collection, Collector, Observer, register, self_monitoring_observers
-from otel_bare_metal.telemetry.hdhomerun import HDHomeRunObservers
-from otel_bare_metal.telemetry.host import CPUObservers, FilesystemObservers
+from otel_bare_metal.telemetry.collection import (
+    Collection,
+    Collector,
+    Observer,
+    check_bound,
+    register,
+    self_monitoring_observers,
+)
+from otel_bare_metal.telemetry.definitions import METRICS, Metric
 from otel_bare_metal.telemetry.naming import classic_table
 
-# collector name → the class that maps its records.
-OBSERVER_CLASSES = {"cpu": CPUObservers, "filesystem": FilesystemObservers, "hdhomerun": HDHomeRunObservers}
-
-
 NAMINGS = ("otel", "classic")
+SELF_MONITORING = tuple(m for m in METRICS if m.collector == "self")
 
 
 def instrument(
@@ -22,23 +25,32 @@ def instrument(
     self_monitoring: bool = True,
     naming: str = "otel",
     drop_attributes: frozenset[str] = frozenset(),
+    registry=None,
 ) -> Collection:
     """Register the instruments of the given collectors on ``meter`` (and, unless told not
     to, the per-collector self-monitoring), named the OpenTelemetry way or the classic way.
-    ``drop_attributes`` applies to classic names (``/probe`` drops the device: ``instance`` names it).
+    Each collector's observers and definitions come from its spec in the collector registry
+    (``otel_bare_metal.registry``; ValueError when they disagree).  ``drop_attributes`` applies
+    to classic names (``/probe`` drops the device: ``instance`` names it).
     Returns the :class:`Collection` (scrape deadlines, ``/healthz``)."""
+    if naming not in NAMINGS:
+        raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
+    if registry is None:
+        from otel_bare_metal.registry import registry as default_registry
+
+        registry = default_registry()
     observers: dict[str, Observer] = dict(self_monitoring_observers(collectors)) if self_monitoring else {}
+    definitions: list[Metric] = list(SELF_MONITORING) if self_monitoring else []
     for c in collectors:
-        observers.update(OBSERVER_CLASSES[c.name](c).observers())
+        spec = registry.get(c.name)
+        observers.update(c.bind(spec.observers(c).observers()))
+        definitions.extend(spec.metrics)
     collection = Collection(collectors)
     if naming == "classic":
-        definitions, classic_observers = classic_table(observers, drop_attributes)
-        register(meter, classic_observers, collection, definitions)
-    elif naming == "otel":
-        register(meter, observers, collection)
-    else:
-        raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
+        check_bound(definitions, observers)
+        definitions, observers = classic_table(observers, drop_attributes, definitions)
+    register(meter, observers, collection, definitions)
     return collection
 
 
-__all__ = ["Collection", "Collector", "instrument", "register"]
+__all__ = ["Collection", "Collector", "check_bound", "instrument", "register"]

@@ -9,8 +9,10 @@ collection at a time (its measurement consumer holds one lock for the whole prov
 * a collector has **at most one read in flight**: a read still running from an earlier
   collection (a stuck source) is joined, never started twice;
 * the collecting thread waits until every read is done or the **deadline** passes, then
-  snapshots the results into a slot of the collecting thread, which every instrument, that
-  one included, then maps;
+  snapshots the results into a slot of the collecting thread and runs each collector's
+  observers on them (``Collector.bind``); every instrument, that one included, then hands
+  over its observations.  An observer that raises (a plugin's bug, say) makes only its own
+  collector's ``success`` 0;
 * a collector whose read is not done by then reports ``success`` 0 and no series (its reason
   is logged, rate-limited); every other collector's series are complete.
 
@@ -43,7 +45,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_bare_metal.logutil import RateLimitedLog
-from otel_bare_metal.telemetry.definitions import METRICS, Kind, Metric
+from otel_bare_metal.telemetry.definitions import Kind, Metric
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,21 @@ class Collector:
         self._notify: Callable[[], None] = lambda: None
         self._warn = RateLimitedLog(log)
         self.attributes = {"collector": name}
+        self._observers: dict[str, Observer] = {}
+
+    def bind(self, observers: dict[str, Observer]) -> dict[str, Observer]:
+        """Run these observers on every snapshot (``keep``); return, by the same names, observers
+        that hand over what they observed in the calling thread's latest snapshot."""
+        self._observers = dict(observers)
+        return {name: self._observed(name) for name in observers}
+
+    def _observed(self, name: str) -> Observer:
+        local = self._local
+
+        def observed() -> Iterable[Observation]:
+            return getattr(local, "observations", {}).get(name, ())
+
+        return observed
 
     # -- reading ------------------------------------------------------------------------
 
@@ -137,6 +154,16 @@ class Collector:
             self._warn(logging.WARNING, f"{self.name}:timeout",
                        "collector %s: no result within the collection's deadline (its read has run %.1fs; "
                        "later collections join it instead of starting another)", self.name, now - read.started)
+        observations = {}
+        for name, observe in self._observers.items():
+            try:
+                observations[name] = list(observe())
+            except Exception as e:  # nor an observer (a plugin's, say): only this collector fails
+                observations[name] = ()
+                local.success = False
+                self._warn(logging.WARNING, f"{self.name}:{name}", "collector %s: observing %s: %s: %s",
+                           self.name, name, type(e).__name__, e)
+        local.observations = observations
 
     def refresh(self) -> None:
         """Read once, now, waiting as long as the read takes (for tools and benchmarks)."""
@@ -248,16 +275,17 @@ def register(
     meter: Meter,
     observers: dict[str, Observer],
     collectors: list[Collector] | Collection,
-    definitions: Iterable[Metric] = METRICS,
+    definitions: Iterable[Metric],
 ) -> list[Metric]:
-    """Create one observable instrument per definition that has an observer, in table order;
-    the first one runs the collection before it observes."""
+    """Create one observable instrument per definition, in their order; the first one runs the
+    collection before it observes.  ValueError when a definition has no observer or an observer
+    no definition: a metric must never vanish quietly."""
+    definitions = list(definitions)
+    check_bound(definitions, observers)
     collection = collectors if isinstance(collectors, Collection) else Collection(collectors)
     created = []
     for d in definitions:
-        observe = observers.get(d.name)
-        if observe is None:
-            continue
+        observe = observers[d.name]
         create = {
             Kind.COUNTER: meter.create_observable_counter,
             Kind.UPDOWN: meter.create_observable_up_down_counter,
@@ -267,6 +295,17 @@ def register(
         create(d.name, callbacks=[callback], unit=d.unit, description=d.description)
         created.append(d)
     return created
+
+
+def check_bound(definitions: list[Metric], observers: dict[str, Observer]) -> None:
+    """Every definition has an observer and every observer a definition, or ValueError."""
+    names = [d.name for d in definitions]
+    missing = sorted(set(names) - set(observers))
+    unknown = sorted(set(observers) - set(names))
+    if missing or unknown:
+        raise ValueError("definitions and observers disagree: "
+                         + "; ".join(filter(None, [missing and f"no observer for {', '.join(missing)}",
+                                                  unknown and f"no definition for {', '.join(unknown)}"])))
 
 
 #: Seconds kept back from the SDK's own callback timeout, for the callbacks after the first

@@ -62,11 +62,12 @@ def classic_observer(classic: Classic, observe: Observer, drop: frozenset[str] =
     return derived
 
 
-def classic_table(observers: dict[str, Observer], drop: frozenset[str] = frozenset()) -> tuple[list[Metric], dict[str, Observer]]:
-    """The classic instruments for every row that has an observer, and their observers."""
+def classic_table(observers: dict[str, Observer], drop: frozenset[str] = frozenset(),
+                  parents: Iterable[Metric] = METRICS) -> tuple[list[Metric], dict[str, Observer]]:
+    """The classic instruments for every row of ``parents`` that has an observer, and their observers."""
     definitions: list[Metric] = []
     classic_observers: dict[str, Observer] = {}
-    for parent in METRICS:
+    for parent in parents:
         observe = observers.get(parent.name)
         if observe is None:
             continue

@@ -388,7 +388,7 @@ def test_hdhomerun_probe_deployment(rendered_scenarios):
     assert "--hdhomerun.device=192.168.1.50" in args and "--hdhomerun.device=1050ABCD" in args
     assert "--hdhomerun.allow-target=192.168.1.0/24" in args
     assert "--hdhomerun.timeout=3" in args
-    assert "--no-collector.cpu" in args and "--no-collector.filesystem" in args
+    assert "--collector.disable-defaults" in args and "--collector.hdhomerun" in args
     assert "--hdhomerun.discover" not in args
     pod = deploy["spec"]["template"]["spec"]
     assert not any("hostPath" in v for v in pod["volumes"])

@@ -153,7 +153,7 @@ def test_exporter_close_closes_device_clients():
     from otel_bare_metal.hdhomerun import Simulator
 
     with Simulator("127.0.0.1", 0, tuners=1) as sim:
-        config = Config(listen_address=f"127.0.0.1:{free_port()}", collectors={}, hdhomerun_devices=[sim.address_text])
+        config = Config(listen_address=f"127.0.0.1:{free_port()}", collectors={"hdhomerun": True}, hdhomerun_devices=[sim.address_text])
         exporter = Exporter(config, resource=build_resource({}), environ={}).start()
         fetch(f"http://{config.listen_address}/metrics")
         exporter.close()

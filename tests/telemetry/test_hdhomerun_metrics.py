@@ -16,7 +16,7 @@ from otel_bare_metal.telemetry.resource import build_resource
 def start_exporter(devices=(), timeout=1.0, allow=None, collectors=("cpu",)):
     config = Config(
         listen_address=f"127.0.0.1:{free_port()}",
-        collectors={c: True for c in collectors},
+        collectors={c: True for c in (*collectors, "hdhomerun")},
         hdhomerun_devices=list(devices),
         hdhomerun_timeout=timeout,
         **({"hdhomerun_allow_targets": allow} if allow is not None else {}),

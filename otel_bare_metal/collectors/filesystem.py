@@ -1,0 +1,56 @@
+"""The filesystem collector: statfs figures of every selected mount (psutil elsewhere)."""
+
+from __future__ import annotations
+
+from otel_bare_metal.registry import CollectorSpec, Flag, Options, Paths
+from otel_bare_metal.sources import filesystem_source
+from otel_bare_metal.sources.filesystem import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, MountFilter
+from otel_bare_metal.telemetry.definitions import METRICS
+from otel_bare_metal.telemetry.host import FilesystemObservers
+
+FLAGS = (
+    Flag("--collector.filesystem.mount-points-exclude", DEFAULT_MOUNT_POINTS_EXCLUDE, "Regexp of mount points to exclude.",
+         field="mount_points_exclude"),
+    Flag("--collector.filesystem.fs-types-exclude", DEFAULT_FS_TYPES_EXCLUDE, "Regexp of filesystem types to exclude.",
+         field="fs_types_exclude"),
+    Flag("--collector.filesystem.mount-points-include", "", "Regexp of mount points to include (default: all).",
+         field="mount_points_include"),
+    Flag("--collector.filesystem.fs-types-include", "", "Regexp of filesystem types to include (default: all).",
+         field="fs_types_include"),
+    Flag("--collector.filesystem.mount-timeout", 5.0, "Seconds to wait for statfs on a mount before marking it hung.",
+         field="mount_timeout"),
+)
+
+
+def _filter(options: Options) -> MountFilter:
+    return MountFilter(
+        mount_points_exclude=options["mount_points_exclude"],
+        fs_types_exclude=options["fs_types_exclude"],
+        mount_points_include=options["mount_points_include"],
+        fs_types_include=options["fs_types_include"],
+    )
+
+
+def _source(paths: Paths, options: Options):
+    return filesystem_source(paths.procfs, paths.rootfs, _filter(options), options["mount_timeout"], platform=paths.platform)
+
+
+def _check(paths: Paths, options: dict, enabled: bool) -> None:
+    _filter(options)  # a bad regexp is a ValueError naming the flag
+
+
+COLLECTOR = CollectorSpec(
+    name="filesystem",
+    source=_source,
+    observers=FilesystemObservers,
+    metrics=tuple(m for m in METRICS if m.collector == "filesystem"),
+    flags=FLAGS,
+    title="Filesystem (`--collector.filesystem`)",
+    docs="\n".join([
+        "States: `used` = (blocks − bfree) × bsize, `free` = bavail × bsize (what unprivileged",
+        "users can still write), `reserved` = (bfree − bavail) × bsize. `system.filesystem.limit`",
+        "= blocks × bsize. A mount whose statfs fails or times out keeps only its `error` and",
+        "`timeout` series.",
+    ]),
+    check=_check,
+)

@@ -1,0 +1,224 @@
+"""The collector registry: every collector declared once, everything else generated from it.
+
+A collector is a ``CollectorSpec``: its name, whether it is on by default, a factory for its
+source, the class that maps the source's records to observations, its rows of the definitions
+table, its own flags and the prose of its ``docs/metrics.md`` section.  From the specs come:
+
+* the command line: ``--[no-]collector.<name>`` for each, ``--collector.disable-defaults``, and
+  each spec's own flags, every one also read from ``OTEL_BARE_METAL_<FLAG>`` (``cli.py``);
+* ``app.Config``: one field per flag row (``Flag.field``) plus ``collectors`` (name → enabled);
+* the collectors an ``Exporter`` runs and the observers it registers (``app.build_collectors``,
+  ``telemetry.instrument``);
+* the sections of ``docs/metrics.md`` (``docgen.py``).
+
+Built-in collectors are the modules of ``otel_bare_metal/collectors/`` (each has a
+``COLLECTOR``); other packages add theirs through the entry-point group
+``otel_bare_metal.collectors`` (``docs/plugins.md``).  A plugin that fails to import or does
+not declare a valid spec is skipped and its problem logged; the exporter still starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import pkgutil
+import re
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Iterable, Mapping
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "otel_bare_metal.collectors"
+ENV_PREFIX = "OTEL_BARE_METAL_"
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def env_name(flag: str) -> str:
+    """``--web.listen-address`` → ``OTEL_BARE_METAL_WEB_LISTEN_ADDRESS``."""
+    return ENV_PREFIX + flag.lstrip("-").upper().replace(".", "_").replace("-", "_")
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds > 0; a trailing ``s`` is allowed (``2.5s``)."""
+    try:
+        value = float(text.rstrip("s"))
+    except ValueError:
+        raise ValueError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"must be positive: {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag, also read from the environment (``env``), stored in ``Config.<field>``.
+
+    The default's type picks the flag's shape: ``bool`` → ``--[no-]flag``; ``list`` → repeatable
+    (the environment gives a comma-separated list); ``float`` → a positive number of seconds;
+    anything else → a string (``parse`` converts and validates it, raising ValueError).
+    """
+
+    flag: str
+    default: Any
+    help: str
+    field: str = ""  # Config attribute; default: the flag without dashes, ``.`` and ``-`` → ``_``
+    parse: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.field or self.flag.lstrip("-").replace(".", "_").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return env_name(self.flag)
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the host's filesystems are (``--path.procfs``, ``--path.sysfs``, ``--path.rootfs``),
+    and the platform (``sys.platform``) a source factory picks its implementation by."""
+
+    procfs: str = "/proc"
+    sysfs: str = "/sys"
+    rootfs: str = "/"
+    platform: str = sys.platform
+
+
+Options = Mapping[str, Any]  # a collector's own flag values, by Flag.name
+
+
+@dataclass(frozen=True)
+class CollectorSpec:
+    """Everything the exporter knows about one collector.
+
+    ``source(paths, options)`` returns an object with ``read()`` (and optionally ``close()``),
+    or None when there is nothing to collect (no HDHomeRun device configured).  ``observers``
+    is called with the ``telemetry.Collector`` and returns an object whose ``observers()`` maps
+    each of ``metrics``' names to a function returning that instrument's observations from
+    ``collector.result``; ``register`` refuses a metric without an observer and an observer
+    without a metric.  ``check(paths, options, enabled)`` validates flag values at start-up
+    (raise ValueError with a message naming the flag) and may normalise ``options`` in place.
+    """
+
+    name: str
+    source: Callable[[Paths, Options], Any]
+    observers: Callable[[Any], Any]
+    metrics: tuple = ()  # telemetry.definitions.Metric rows, each with collector=name
+    default_enabled: bool = True
+    flags: tuple[Flag, ...] = ()
+    title: str = ""  # the docs/metrics.md section heading; default: the name
+    docs: str = ""  # Markdown under the section's table
+    check: Callable[[Paths, dict, bool], None] | None = None
+    plugin: str = ""  # the distribution a plugin came from ("" for built-ins)
+
+    @property
+    def enable_flag(self) -> Flag:
+        state = "on" if self.default_enabled else "off"
+        return Flag(f"--collector.{self.name}", self.default_enabled,
+                    f"Enable the {self.name} collector (default: {state}).", field=f"collector:{self.name}")
+
+    def options(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """This collector's own flag values out of all of them (a Config's or parsed flags')."""
+        return {f.name: values[f.name] for f in self.flags}
+
+
+def builtin_specs() -> list[CollectorSpec]:
+    """The ``COLLECTOR`` of every module in ``otel_bare_metal/collectors/``, by module name."""
+    import otel_bare_metal.collectors as package
+
+    specs = []
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        spec = getattr(module, "COLLECTOR", None)
+        if spec is not None:
+            specs.append(spec)
+    return specs
+
+
+def load_plugins(known: Iterable[CollectorSpec], entry_points: Iterable[Any] | None = None) -> tuple[list[CollectorSpec], list[str]]:
+    """The valid plugin specs of the entry-point group, and one problem line per plugin skipped."""
+    if entry_points is None:
+        entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    taken = {s.name for s in known}
+    metric_names = {m.name for s in known for m in s.metrics}
+    flag_names = {f.flag for s in known for f in s.flags}
+    specs, problems = [], []
+    for ep in sorted(entry_points, key=lambda e: e.name):
+        dist = getattr(getattr(ep, "dist", None), "name", None) or ep.value
+        try:
+            spec = ep.load()
+            if callable(spec) and not isinstance(spec, CollectorSpec):
+                spec = spec()
+            problem = _plugin_problem(ep.name, spec, taken, metric_names, flag_names)
+        except Exception as e:  # a broken plugin must never stop the exporter
+            problem = f"{type(e).__name__}: {e}"
+        if problem:
+            problems.append(f"collector plugin {ep.name!r} ({dist}) skipped: {problem}")
+            continue
+        spec = _with_plugin(spec, dist)
+        specs.append(spec)
+        taken.add(spec.name)
+        metric_names.update(m.name for m in spec.metrics)
+        flag_names.update(f.flag for f in spec.flags)
+    return specs, problems
+
+
+def _plugin_problem(ep_name: str, spec: Any, taken: set[str], metric_names: set[str], flag_names: set[str]) -> str:
+    if not isinstance(spec, CollectorSpec):
+        return f"the entry point gives {type(spec).__name__}, not an otel_bare_metal.registry.CollectorSpec"
+    if not NAME.match(spec.name):
+        return f"name {spec.name!r}: want lower-case letters, digits and _"
+    if spec.name != ep_name:
+        return f"the entry point is named {ep_name!r} but the collector {spec.name!r}"
+    if spec.name in taken or spec.name in ("self", "disable_defaults"):
+        return f"a collector named {spec.name!r} exists already"
+    if not spec.metrics:
+        return "it declares no metrics"
+    for m in spec.metrics:
+        if m.collector != spec.name:
+            return f"metric {m.name!r} says collector {m.collector!r}, not {spec.name!r}"
+        if m.name in metric_names:
+            return f"metric {m.name!r} is exported already"
+    for f in spec.flags:
+        if not f.flag.startswith(f"--collector.{spec.name}."):
+            return f"flag {f.flag!r} must start with --collector.{spec.name}."
+        if f.flag in flag_names:
+            return f"flag {f.flag!r} exists already"
+    return ""
+
+
+def _with_plugin(spec: CollectorSpec, dist: str) -> CollectorSpec:
+    from dataclasses import replace
+
+    return replace(spec, plugin=dist)
+
+
+@dataclass
+class Registry:
+    specs: list[CollectorSpec]
+    problems: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.by_name = {s.name: s for s in self.specs}
+
+    def get(self, name: str) -> CollectorSpec:
+        return self.by_name[name]
+
+    def flags(self) -> list[Flag]:
+        return [f for s in self.specs for f in s.flags]
+
+    def log_problems(self) -> None:
+        for problem in self.problems:
+            log.error("%s", problem)
+
+
+@functools.lru_cache(maxsize=1)
+def registry() -> Registry:
+    """Built-in collectors, then the installed plugins (loaded once per process)."""
+    builtins = builtin_specs()
+    plugins, problems = load_plugins(builtins)
+    return Registry(builtins + plugins, problems)
