@@ -58,6 +58,11 @@ def prometheus(tmp_path):
         procs.append(proc)
         base = f"http://127.0.0.1:{port}"
         wait_for_http(base + "/-/ready", timeout=30, proc=proc)
+        # /-/ready answers 503 until the TSDB is open: wait for the 200, not just for an answer.
+        deadline = time.monotonic() + 60
+        while fetch(base + "/-/ready")[0] != 200:
+            assert time.monotonic() < deadline, "Prometheus did not become ready within 60 s"
+            time.sleep(0.1)
 
         def query(expr: str):
             url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
