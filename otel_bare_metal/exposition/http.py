@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
+from otel_bare_metal.address import parse_host_port
 from otel_bare_metal.exposition.webconfig import UNAUTHORIZED_HEADERS, WebConfigServerMixin, WebConfigWatcher
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,10 @@ Handler = Callable[[Request], Response]
 
 def parse_listen_address(address: str) -> tuple[str, int]:
     """``host:port``, ``:port`` (all interfaces) or ``[v6]:port`` → (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"invalid listen address {address!r}: want HOST:PORT, :PORT or [IPv6]:PORT")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
+    try:
+        return parse_host_port(address, None, allow_empty_host=True, allow_port_zero=True)
+    except ValueError as e:
+        raise ValueError(f"invalid listen address {address!r}: want HOST:PORT, :PORT or [IPv6]:PORT ({e})") from None
 
 
 class _Server(WebConfigServerMixin, ThreadingHTTPServer):

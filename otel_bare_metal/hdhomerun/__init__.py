@@ -12,10 +12,12 @@ imports OpenTelemetry.  Standard library only.
 from .client import (
     DEFAULT_PORT,
     DEFAULT_TIMEOUT,
+    MAX_TUNERS,
     Client,
     DeviceError,
     RequestTimeout,
     TransportError,
+    format_address,
     is_unknown_variable,
     parse_address,
 )
@@ -52,6 +54,7 @@ from .text import (
 __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_TIMEOUT",
+    "MAX_TUNERS",
     "BadCRCError",
     "BadLengthError",
     "Client",
@@ -81,6 +84,7 @@ __all__ = [
     "device_id_valid",
     "discover",
     "encode",
+    "format_address",
     "is_unknown_variable",
     "parse_address",
     "parse_tuner_debug",

@@ -22,7 +22,7 @@ import threading
 from types import FrameType
 from typing import Callable, NoReturn, Sequence
 
-from .client import DEFAULT_TIMEOUT, Client, DeviceError, RequestTimeout, TransportError, parse_address
+from .client import DEFAULT_PORT, DEFAULT_TIMEOUT, Client, DeviceError, RequestTimeout, TransportError, parse_address
 from .discover import discover
 from .packet import (
     BadCRCError,
@@ -84,7 +84,7 @@ def _tuners(text: str) -> int:
 
 def _listen(text: str) -> tuple[str, int]:
     try:
-        return parse_address(text, default_port=65001, allow_port_zero=True)
+        return parse_address(text, default_port=DEFAULT_PORT, allow_port_zero=True)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -111,14 +111,14 @@ def _build_parser() -> _Parser:
         default=0.4,
         help="total listening time, split over 2 attempts (default 0.4)",
     )
-    disc.add_argument("--port", type=int, default=65001, help=argparse.SUPPRESS)
-    disc.add_argument("address", metavar="ADDRESS", nargs="?", help="unicast to this address")
+    disc.add_argument("--port", type=int, default=DEFAULT_PORT, help=argparse.SUPPRESS)
+    disc.add_argument("address", metavar="ADDRESS", nargs="?", help="unicast to this host, host:port or [ipv6]:port")
 
     sim = sub.add_parser("simulate", help="run a simulated device until SIGINT/SIGTERM")
     sim.add_argument(
         "--listen",
         type=_listen,
-        default=("0.0.0.0", 65001),
+        default=("0.0.0.0", DEFAULT_PORT),
         metavar="HOST:PORT",
         help="TCP and UDP address to serve (default 0.0.0.0:65001; port 0 picks one)",
     )

@@ -16,7 +16,6 @@ Read-only by design: there is no public set API.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 import time
@@ -24,7 +23,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import packet as pkt
-from .packet import HDHomeRunError, Packet, UnexpectedReplyError
+from otel_bare_metal.address import format_host_port, parse_host_port
+
+from .packet import DEFAULT_PORT, HDHomeRunError, Packet, UnexpectedReplyError
 from .text import (
     StreamInfo,
     TunerDebug,
@@ -44,10 +45,10 @@ __all__ = [
     "RequestTimeout",
     "ConnectFunction",
     "parse_address",
+    "format_address",
     "is_unknown_variable",
 ]
 
-DEFAULT_PORT = 65001
 #: libhdhomerun uses 2.5 s connect/send/receive timeouts.
 DEFAULT_TIMEOUT = 2.5
 #: Upper bound of the tuner-count probe (no HDHomeRun model has more than 6 tuners).
@@ -88,54 +89,18 @@ class RequestTimeout(TransportError, TimeoutError):
 def parse_address(
     address: str, default_port: int = DEFAULT_PORT, *, allow_port_zero: bool = False
 ) -> tuple[str, int]:
-    """Split ``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 address.
+    """Split ``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 address (the one
+    parser, :func:`otel_bare_metal.address.parse_host_port`, with the device port as default).
 
     Raises :class:`ValueError` for an empty host or a port outside 1..65535 (0 is
     accepted with ``allow_port_zero``, for listening addresses).
     """
-    text = address.strip()
-    host: str
-    port_text: str | None = None
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"unbalanced '[' in address {address!r}")
-        host = text[1:end]
-        rest = text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"unexpected {rest!r} after ']' in address {address!r}")
-            port_text = rest[1:]
-        try:
-            ipaddress.IPv6Address(host.split("%", 1)[0])
-        except ValueError:
-            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
-    elif text.count(":") > 1:
-        host = text  # bare IPv6 address, default port
-        try:
-            ipaddress.IPv6Address(host.split("%", 1)[0])
-        except ValueError:
-            raise ValueError(f"{address!r} is not an IPv6 address (use [addr]:port)") from None
-    else:
-        host, sep, port_part = text.partition(":")
-        if sep:
-            port_text = port_part
-    if not host:
-        raise ValueError(f"no host in address {address!r}")
-    port = default_port
-    if port_text is not None:
-        if not port_text.isascii() or not port_text.isdigit():
-            raise ValueError(f"port {port_text!r} in address {address!r} is not a number")
-        if len(port_text) > 5:
-            raise ValueError(f"port {port_text!r} in address {address!r} is out of range")
-        port = int(port_text)
-        if not (0 if allow_port_zero else 1) <= port <= 65535:
-            raise ValueError(f"port {port} in address {address!r} is out of range")
-    return host, port
+    return parse_host_port(address, default_port, allow_port_zero=allow_port_zero)
 
 
-def _format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def format_address(host: str, port: int) -> str:
+    """``host:port``, or ``[v6]:port``."""
+    return format_host_port(host, port)
 
 
 @dataclass(frozen=True)
@@ -196,7 +161,7 @@ class Client:
         """``host:port`` (or ``[v6]:port``) of the device, or ``<socket>``."""
         if self._endpoint is None:
             return "<socket>"
-        return _format_address(*self._endpoint)
+        return format_address(*self._endpoint)
 
     def close(self) -> None:
         """Close the connection.  The client cannot be used afterwards."""
@@ -362,16 +327,17 @@ def _getset_value(reply: Packet, name: str) -> str:
         raise UnexpectedReplyError(
             f"reply type 0x{reply.type:04x}, expected 0x{pkt.TYPE_GETSET_REPLY:04x}"
         )
-    error = reply.get_string(pkt.TAG_ERROR_MESSAGE)
-    if error is not None:
-        raise DeviceError(error, name)
     echoed = reply.get_string(pkt.TAG_GETSET_NAME)
     if echoed is not None and echoed.lower() != name.lower():
         raise UnexpectedReplyError(f"reply is for {echoed!r}, not {name!r}")
-    value = reply.get_string(pkt.TAG_GETSET_VALUE)
-    if value is None:
-        raise UnexpectedReplyError(f"reply for {name!r} has neither a value nor an error")
-    return value
+    # Like libhdhomerun's hdhomerun_control_get_set: the first value or error tag in the
+    # reply decides, so a value followed by an error tag is a value.
+    for tag, raw in reply.tags:
+        if tag == pkt.TAG_GETSET_VALUE:
+            return pkt.string_value(raw)
+        if tag == pkt.TAG_ERROR_MESSAGE:
+            raise DeviceError(pkt.string_value(raw), name)
+    raise UnexpectedReplyError(f"reply for {name!r} has neither a value nor an error")
 
 
 def _create_connection(address: tuple[str, int], timeout: float) -> socket.socket:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import packet as pkt
-from .packet import ProtocolError
+from otel_bare_metal.address import parse_host_port
+
+from .packet import DEFAULT_PORT, ProtocolError
 
 __all__ = [
     "DiscoveredDevice",
@@ -33,7 +35,6 @@ __all__ = [
 BROADCAST_ADDRESS = "255.255.255.255"
 DEFAULT_ATTEMPTS = 2
 DEFAULT_WINDOW = 0.2
-DEFAULT_PORT = 65001
 
 # Check-digit table applied to the odd nibbles (n1, n3, n5, n7) of a device id.
 _CHECK_TABLE = (0xA, 0x5, 0xF, 0x6, 0x7, 0xC, 0x1, 0xB, 0x9, 0x2, 0x8, 0xD, 0x4, 0x3, 0xE, 0x0)
@@ -111,7 +112,8 @@ def discover(
     window: float = DEFAULT_WINDOW,
     allow_broadcast: bool = False,
 ) -> list[DiscoveredDevice]:
-    """Find devices: unicast to ``address``, or broadcast when it is ``None``.
+    """Find devices: unicast to ``address`` (``host``, ``host:port``, ``[v6]:port``; ``port``
+    is the default), or broadcast when it is ``None``.
 
     Broadcasting needs ``allow_broadcast=True`` (only the command-line tool passes it).
     Sends at most ``attempts`` requests and listens ``window`` seconds after each; a
@@ -132,7 +134,7 @@ def discover(
         family, target = socket.AF_INET, (BROADCAST_ADDRESS, port)
     else:
         assert address is not None
-        host = address[1:-1] if address.startswith("[") and address.endswith("]") else address
+        host, port = parse_host_port(address, port)
         found = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         if not found:  # pragma: no cover - getaddrinfo raises instead
             raise OSError(f"cannot resolve {address!r}")
@@ -166,6 +168,8 @@ def discover(
                 if key not in seen:
                     seen.add(key)
                     devices.append(device)
+                if not broadcast:
+                    break  # one device at a unicast address: no need to sit out the window
             if devices and not broadcast:
                 break
     return devices

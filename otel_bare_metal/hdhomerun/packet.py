@@ -75,6 +75,9 @@ __all__ = [
 ]
 
 # Packet types (reply = request + 1).
+#: TCP (control) and UDP (discover) port of every HDHomeRun device.
+DEFAULT_PORT = 65001
+
 TYPE_DISCOVER_REQUEST = 0x0002
 TYPE_DISCOVER_REPLY = 0x0003
 TYPE_GETSET_REQUEST = 0x0004

@@ -178,6 +178,9 @@ class TunerDebug:
     extra: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
 
 
+_SECTIONS = ("tun", "dev", "cc", "ts", "flt", "net")
+
+
 def _split_line(line: str) -> tuple[str, list[str]]:
     prefix, sep, rest = line.partition(":")
     prefix = prefix.strip()
@@ -200,6 +203,8 @@ def parse_tuner_debug(text: str) -> TunerDebug:
         if prefix in sections or prefix in extra:
             raise ParseError(f"line {prefix!r} repeated: {line!r}")
         pairs = _parse_pairs(tokens, line)
+        if not pairs and prefix in _SECTIONS:
+            raise ParseError(f"line {prefix!r} has no key=value fields: {line!r}")
         if prefix == "tun":
             ints = _ints(pairs, ("ss", "snq", "seq"), line)
             sections[prefix] = TunerSection(

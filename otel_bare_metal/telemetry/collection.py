@@ -36,6 +36,7 @@ scrape nothing once it has outlived its own bound.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -54,6 +55,8 @@ DEFAULT_DEADLINE = 10.0
 #: Seconds past a collector's own bound before it counts as timed out (lets the source report
 #: its own partial failure, e.g. one hung mount, rather than vanish as a whole).
 GRACE = 0.25
+#: Seconds before the collection's deadline that a source taking a deadline is told to be done by.
+SOURCE_MARGIN = 0.1
 #: A read running longer than this makes ``/healthz`` answer 503.
 STUCK_AFTER = 60.0
 
@@ -80,7 +83,9 @@ class Collector:
 
     ``timeout`` is the longest the source's ``read`` takes by its own bound (by default the
     source's ``timeout`` attribute, if it has one); ``None``: only the collection's deadline
-    bounds the wait.  A record with a non-empty ``errors`` list (lines a parser could not
+    bounds the wait.  A source whose ``read`` takes a ``deadline`` keyword (a
+    ``time.monotonic()`` value) is told the collection's, a little early, so it can return
+    what it has in time (the HDHomeRun fleet does).  A record with a non-empty ``errors`` list (lines a parser could not
     read) still exports what it has, but marks the collection unsuccessful.
     """
 
@@ -89,6 +94,10 @@ class Collector:
         self.name = name
         self.source = source
         self.timeout = timeout if timeout is not None else getattr(source, "timeout", None)
+        try:
+            self._takes_deadline = "deadline" in inspect.signature(source.read).parameters
+        except (TypeError, ValueError):
+            self._takes_deadline = False
         self._clock = clock
         self._local = threading.local()
         self._guard = threading.Lock()
@@ -114,18 +123,19 @@ class Collector:
 
     # -- reading ------------------------------------------------------------------------
 
-    def start(self) -> _Read:
-        """The read in flight, or a new one started now."""
+    def start(self, deadline: float | None = None) -> _Read:
+        """The read in flight, or a new one started now (told ``deadline`` if it takes one)."""
         with self._guard:
             read = self._inflight
             if read is None or read.done.is_set():
                 read = self._inflight = _Read(self._clock())
-                threading.Thread(target=self._run, args=(read,), name=f"collect-{self.name}", daemon=True).start()
+                args = (read, None if deadline is None else deadline - SOURCE_MARGIN)
+                threading.Thread(target=self._run, args=args, name=f"collect-{self.name}", daemon=True).start()
             return read
 
-    def _run(self, read: _Read) -> None:
+    def _run(self, read: _Read, deadline: float | None) -> None:
         try:
-            result = self.source.read()
+            result = self.source.read(deadline=deadline) if self._takes_deadline and deadline is not None else self.source.read()
             errors = [str(e) for e in (getattr(result, "errors", ()) or ())]
         except Exception as e:  # a source failing must never fail the scrape
             result, errors = None, [f"{type(e).__name__}: {e}"]
@@ -238,7 +248,9 @@ class Collection:
         now = self._clock()
         if fallback_deadline is None:
             fallback_deadline = now + DEFAULT_DEADLINE
-        reads = [(c, c.start()) for c in self.collectors]
+        with self._cond:
+            first = self._deadline(fallback_deadline)
+        reads = [(c, c.start(first)) for c in self.collectors]
         with self._cond:
             while True:
                 now = self._clock()

@@ -128,6 +128,12 @@ def test_discover_unicast(module_sim: Simulator) -> None:
     assert (r.returncode, r.stdout) == (0, "hdhomerun device 12345674 found at 127.0.0.1\n")
 
 
+def test_discover_host_colon_port(module_sim: Simulator) -> None:
+    """``discover HOST:PORT`` takes the same address forms as ``get``."""
+    r = run("discover", f"127.0.0.1:{module_sim.address[1]}")
+    assert (r.returncode, r.stdout) == (0, "hdhomerun device 12345674 found at 127.0.0.1\n")
+
+
 def test_discover_none_found() -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))

@@ -348,8 +348,12 @@ def test_unparsable_debug_raises_parse_error(scripted) -> None:  # type: ignore[
         (reply_frame("/sys/other", "x"), pkt.UnexpectedReplyError, "not '/sys/model'"),
         (pkt.encode(pkt.Packet(pkt.TYPE_GETSET_REPLY, ((pkt.TAG_GETSET_VALUE, b"v\0"), (0x77, b"?")))),
          None, None),
+        # libhdhomerun: the first value or error tag decides
+        (pkt.encode(pkt.Packet(pkt.TYPE_GETSET_REPLY, ((pkt.TAG_GETSET_NAME, b"/sys/model\0"),
+                                                       (pkt.TAG_GETSET_VALUE, b"v\0"), (pkt.TAG_ERROR_MESSAGE, b"ERROR: x\0")))),
+         None, None),
     ],
-    ids=["bad-crc", "wrong-type", "no-value", "wrong-name", "unknown-tag-ok"],
+    ids=["bad-crc", "wrong-type", "no-value", "wrong-name", "unknown-tag-ok", "value-then-error"],
 )
 def test_bad_replies(scripted, frame: bytes, error, match) -> None:  # type: ignore[no-untyped-def]
     server = scripted(_serve_reply(frame))
@@ -363,6 +367,13 @@ def test_bad_replies(scripted, frame: bytes, error, match) -> None:  # type: ign
             with pytest.raises(error, match=match):
                 c.get("/sys/model")
             assert server.connections == 2
+
+
+def test_error_tag_before_a_value_is_the_devices_error(scripted) -> None:  # type: ignore[no-untyped-def]
+    frame = pkt.encode(pkt.Packet(pkt.TYPE_GETSET_REPLY, ((pkt.TAG_ERROR_MESSAGE, b"ERROR: busy\0"), (pkt.TAG_GETSET_VALUE, b"v\0"))))
+    server = scripted(_serve_reply(frame))
+    with Client(server.address, timeout=1) as c, pytest.raises(DeviceError, match="ERROR: busy"):
+        c.get("/sys/model")
 
 
 def test_truncated_reply_then_close(scripted) -> None:  # type: ignore[no-untyped-def]

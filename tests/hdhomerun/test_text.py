@@ -147,6 +147,8 @@ def test_debug_none_values_and_crlf() -> None:
         ("tun: ss=1 ss=2", "repeated"),
         ("tun: ss=1\ntun: ss=2", "repeated"),
         ("my tag: a=1", "prefix"),
+        ("tun:", "no key=value"),
+        ("tun: ch=none\nts:", "no key=value"),
     ],
 )
 def test_debug_bad_inputs(text: str, match: str) -> None:

@@ -230,7 +230,7 @@ def test_down_reason_is_logged_once_per_minute(caplog):
     from otel_bare_metal.sources.hdhomerun import Device
 
     port = free_port()  # nothing listens: connection refused
-    device = Device(f"127.0.0.1:{port}", timeout=0.5, device_id=lambda a: "")
+    device = Device(f"127.0.0.1:{port}", timeout=0.5, discover=lambda a, w: None)
     with caplog.at_level(logging.WARNING, logger="otel_bare_metal.sources.hdhomerun"):
         readings = [device.read() for _ in range(5)]
     device.close()

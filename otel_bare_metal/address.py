@@ -1,0 +1,65 @@
+"""The one ``host[:port]`` parser: HDHomeRun devices (client, discover, ``/probe`` targets and
+the allowlist's configured devices) and the HTTP listener all read addresses with it.
+
+Accepted: ``host``, ``host:port``, ``[IPv6]``, ``[IPv6]:port``, and a bare IPv6 address
+(only where a default port exists, since its last group cannot be told from a port).  A zone
+id (``[fe80::1%eth0]``) is kept.  Standard library only, no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def parse_host_port(address: str, default_port: int | None = None, *, allow_empty_host: bool = False,
+                    allow_port_zero: bool = False) -> tuple[str, int]:
+    """Split ``address`` into (host, port); brackets are removed from an IPv6 host.
+
+    ``default_port`` None makes the port required.  ``allow_empty_host`` accepts ``:port``
+    (all interfaces, for listeners); ``allow_port_zero`` accepts port 0 (the OS picks one).
+    Raises :class:`ValueError` naming what is wrong.
+    """
+    text = address.strip()
+    port_text: str | None = None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"unbalanced '[' in address {address!r}")
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"unexpected {rest!r} after ']' in address {address!r}")
+            port_text = rest[1:]
+        _check_ipv6(host, f"{host!r} in brackets is not an IPv6 address")
+    elif text.count(":") > 1:
+        if default_port is None:
+            raise ValueError(f"put the IPv6 address in brackets: [{text}]:PORT, not {address!r}")
+        host = text  # bare IPv6 address, default port
+        _check_ipv6(host, f"{address!r} is not an IPv6 address (use [addr]:port)")
+    else:
+        host, sep, port_part = text.partition(":")
+        if sep:
+            port_text = port_part
+    if not host and not allow_empty_host:
+        raise ValueError(f"no host in address {address!r}")
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"no port in address {address!r}")
+        return host, default_port
+    if not port_text.isascii() or not port_text.isdigit():
+        raise ValueError(f"port {port_text!r} in address {address!r} is not a number")
+    if len(port_text) > 5 or not (0 if allow_port_zero else 1) <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} in address {address!r} is out of range")
+    return host, int(port_text)
+
+
+def format_host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets (``[::1]:65001``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_ipv6(host: str, message: str) -> None:
+    try:
+        ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        raise ValueError(message) from None
