@@ -94,7 +94,7 @@ class ProbeTargets:
         if naming == "classic":  # classic names drop the device label: hdhomerun_exporter's ``instance`` names it
             definitions, observers = classic_table(observers, frozenset({"hdhomerun.device"}))
         elif naming == "otel":
-            definitions = list(METRICS)
+            definitions = [m for m in METRICS if m.collector == "hdhomerun"]
         else:
             raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
         # No collectors to run: the device is read before the collection, by render_device.
