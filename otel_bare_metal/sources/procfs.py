@@ -159,7 +159,10 @@ def parse_mountinfo(text: str) -> MountTable:
         if not line.strip():
             continue
         fields = line.split(" ")
-        sep = fields.index("-", 6) if "-" in fields[6:] else -1
+        try:
+            sep = fields.index("-", 6)
+        except ValueError:
+            sep = -1
         if sep < 0 or len(fields) < sep + 3 or ":" not in fields[2]:
             errors.append(f"malformed mountinfo line {_quote(line)}")
             continue

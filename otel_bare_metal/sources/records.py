@@ -35,7 +35,7 @@ class CPUStat:
     errors: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mount:
     """One line of the mount table (mountinfo), octal escapes already decoded."""
 
