@@ -27,12 +27,14 @@ class FixedDevice:
     """A device that always returns one recorded reading (so two renders can be compared byte
     for byte: a live read's duration differs every time)."""
 
+    timeout = 1.0
+
     def __init__(self, reading):
         self.address = reading.address
         self.reading = reading
         self.closed = False
 
-    def read(self):
+    def read(self, deadline=None, verify=False):
         return self.reading
 
     def close(self):
@@ -43,11 +45,11 @@ class FixedDevice:
 def recorded():
     """One real reading of a 4-tuner CableCARD simulator, and one of a dead address."""
     with Simulator("127.0.0.1", 0, tuners=4, cablecard=True) as sim:
-        device = Device(sim.address_text, 1.0, device_id=lambda a: "1234ABCD")
+        device = Device(sim.address_text, 1.0)
         live = device.read()
         device.close()
     assert live.up and len(live.tuners) == 4
-    dead = Device("127.0.0.1:9", 0.2, device_id=lambda a: "").read()
+    dead = Device("127.0.0.1:9", 0.2, discover=lambda a, w: None).read()
     assert not dead.up
     return live, dead
 
