@@ -229,3 +229,30 @@ def test_an_oversized_file_is_refused(tmp_path):
     with pytest.raises(OSError, match="larger than"):
         read_file(str(tmp_path / "stat"), limit=4096)
     assert read_file(str(tmp_path / "stat")).count("\n") == 1000
+
+
+def test_cpu_counters_never_go_backwards_and_a_returning_cpu_restarts(tmp_path, caplog):
+    """iowait (and, on some hypervisors, other columns) can dip: the largest value seen is
+    exported, as node_exporter does; a CPU that went offline restarts from its new value."""
+    import logging
+
+    from otel_bare_metal.sources.cpu import ProcfsCPUSource
+
+    stat = tmp_path / "stat"
+    source = ProcfsCPUSource(str(tmp_path), hz=100)
+
+    def read(text):
+        stat.write_text(text)
+        return {c.cpu: (c.modes, c.guest) for c in source.read().cpus}
+
+    first = read("cpu  0 0 0 0 0\ncpu0 100 0 50 1000 30 0 0 0 7 0\ncpu1 10 0 5 100 3\n")
+    assert first[0] == ({"user": 1.0, "nice": 0.0, "system": 0.5, "idle": 10.0, "iowait": 0.3, "irq": 0.0,
+                         "softirq": 0.0, "steal": 0.0}, 0.07)
+    with caplog.at_level(logging.DEBUG, logger="otel_bare_metal.sources.cpu"):
+        dipped = read("cpu  0 0 0 0 0\ncpu0 101 0 50 1001 20 0 0 0 5 0\ncpu1 11 0 5 101 4\n")
+    assert dipped[0][0]["iowait"] == 0.3 and dipped[0][0]["user"] == 1.01 and dipped[0][1] == 0.07
+    assert any("jumped backwards" in r.getMessage() for r in caplog.records)
+    read("cpu  0 0 0 0 0\ncpu0 102 0 50 1002 21 0 0 0 5 0\n")  # cpu1 goes offline
+    back = read("cpu  0 0 0 0 0\ncpu0 103 0 50 1003 31 0 0 0 8 0\ncpu1 1 0 1 2 1\n")
+    assert back[1][0]["iowait"] == 0.01 and back[1][0]["user"] == 0.01  # restarted, not held at 0.04
+    assert back[0][0]["iowait"] == 0.31 and back[0][1] == 0.08
