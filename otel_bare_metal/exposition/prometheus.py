@@ -44,6 +44,7 @@ from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
+from otel_bare_metal import limits
 from otel_bare_metal.telemetry.definitions import METRICS
 
 log = logging.getLogger(__name__)
@@ -102,13 +103,14 @@ class TextEncoder:
     """MetricsData → the Prometheus text format (0.0.4) or OpenMetrics 1.0, byte for byte what
     the stock reader with ``prometheus_client``'s encoders produces, with per-series caches."""
 
-    MAX_CACHED = 200_000
+    MAX_CACHED = limits.SERIES_PREFIXES
 
     def __init__(self, target_info: bool = True):
         self._target_info = target_info
         self._target_labels: str | None = None
         self._headers: dict[tuple, tuple[str, str, str]] = {}
-        self._series: dict[int, tuple[object, tuple[str, ...], str]] = {}
+        self._series: limits.BoundedCache[int, tuple[object, tuple[str, ...], str]] = limits.BoundedCache(
+            self.MAX_CACHED, lru=False)
         self._label_names: dict[str, str] = {}
 
     def encode(self, data: MetricsData | None, openmetrics: bool = False) -> bytes:
@@ -124,8 +126,6 @@ class TextEncoder:
                 head = "# HELP target Target metadata\n# TYPE target info\n" if openmetrics else \
                     "# HELP target_info Target metadata\n# TYPE target_info gauge\n"
                 out.append(f"{head}target_info{{{self._target_labels}}} 1.0\n")
-            if len(self._series) > self.MAX_CACHED:
-                self._series.clear()
             for rm in data.resource_metrics:
                 for sm in rm.scope_metrics:
                     for metric in sm.metrics:
@@ -186,7 +186,7 @@ class TextEncoder:
             labels = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
             prefix = f"{name}{{{labels}}} " if pairs else f"{name} "
             entry = (attributes, tuple(k for k, _ in pairs), prefix)
-            self._series[id(attributes)] = entry
+            self._series.put(id(attributes), entry)
         return entry
 
     def _label_name(self, key: str) -> str:

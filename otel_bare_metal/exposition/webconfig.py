@@ -58,12 +58,13 @@ import secrets
 import socket
 import ssl
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import bcrypt
 import yaml
+
+from otel_bare_metal import limits
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ _DUMMY_HASH = b"$2b$10$M4VQCE1eYRj4kMSR1B6kl.SLXAKWTDhV8JjiO2uH8ST53feNBiVuS"
 
 UNAUTHORIZED_HEADERS: dict[str, str] = {"WWW-Authenticate": 'Basic realm="otel-bare-metal"'}
 
-AUTH_CACHE_SIZE = 256
+AUTH_CACHE_SIZE = limits.AUTH_CACHE
 
 
 class WebConfigError(Exception):
@@ -154,9 +155,8 @@ class _AuthCache:
     the key, so a changed password invalidates the entry; only successes are cached."""
 
     def __init__(self, size: int = AUTH_CACHE_SIZE):
-        self._size = size
         self._key = secrets.token_bytes(32)
-        self._entries: OrderedDict[bytes, None] = OrderedDict()
+        self._entries: limits.BoundedCache[bytes, bool] = limits.BoundedCache(size)
         self._lock = threading.Lock()
 
     def digest(self, user: bytes, hashed: bytes, password: bytes) -> bytes:
@@ -165,17 +165,11 @@ class _AuthCache:
 
     def __contains__(self, digest: bytes) -> bool:
         with self._lock:
-            if digest in self._entries:
-                self._entries.move_to_end(digest)
-                return True
-            return False
+            return self._entries.get(digest) is not None  # a hit counts as a use (LRU)
 
     def add(self, digest: bytes) -> None:
         with self._lock:
-            self._entries[digest] = None
-            self._entries.move_to_end(digest)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+            self._entries.put(digest, True)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -9,6 +9,7 @@ from typing import Iterable
 
 from opentelemetry.metrics import Observation
 
+from otel_bare_metal import limits
 from otel_bare_metal.sources.records import CPUStat, FilesystemStat, FilesystemUsage
 from otel_bare_metal.telemetry.collection import Collector, Observer
 from otel_bare_metal.telemetry.definitions import CPU_MODES
@@ -77,7 +78,8 @@ class CPUObservers:
 class FilesystemObservers:
     def __init__(self, collector: Collector):
         self._collector = collector
-        self._attrs: dict[tuple, dict[str, str]] = {}
+        # mounts come and go: the cache is bounded
+        self._attrs: limits.BoundedCache[tuple, dict[str, str]] = limits.BoundedCache(limits.ATTRIBUTE_SETS, lru=False)
 
     def _a(self, fs: FilesystemUsage, state: str | None = None) -> dict[str, str]:
         m = fs.mount
@@ -92,9 +94,7 @@ class FilesystemObservers:
             }
             if state is not None:
                 attrs["system.filesystem.state"] = state
-            if len(self._attrs) > 100_000:  # mounts come and go: keep the cache bounded
-                self._attrs.clear()
-            self._attrs[key] = attrs
+            self._attrs.put(key, attrs)
         return attrs
 
     def _ok(self) -> list[FilesystemUsage]:

@@ -13,6 +13,7 @@ from typing import Iterable
 from opentelemetry.exporter.prometheus._mapping import map_unit
 from opentelemetry.metrics import Observation
 
+from otel_bare_metal import limits
 from otel_bare_metal.telemetry.collection import Observer
 from otel_bare_metal.telemetry.definitions import METRICS, STATE, Classic, Kind, Metric
 
@@ -31,7 +32,7 @@ def classic_observer(classic: Classic, observe: Observer, drop: frozenset[str] =
     labels = [(attr, label, classic.values.get(attr)) for attr, label in classic.labels.items() if attr not in drop]
     states = set(classic.states)
     value_attr, value_map = classic.value_from if classic.value_from else (None, None)
-    cache: dict[tuple, dict[str, object]] = {}
+    cache: limits.BoundedCache[tuple, dict[str, object]] = limits.BoundedCache(limits.ATTRIBUTE_SETS, lru=False)
 
     def derived() -> Iterable[Observation]:
         groups: dict[tuple, list] = {}
@@ -53,9 +54,7 @@ def classic_observer(classic: Classic, observe: Observer, drop: frozenset[str] =
                 classic_attrs = {
                     label: (vmap.get(v, v) if vmap else v) for (attr, label, vmap), v in zip(labels, key) if v is not None
                 }
-                if len(cache) > 100_000:
-                    cache.clear()
-                cache[key] = classic_attrs
+                cache.put(key, classic_attrs)
             out.append(Observation(value, classic_attrs))
         return out
 
