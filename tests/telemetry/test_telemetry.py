@@ -155,3 +155,23 @@ def test_the_exporters_provider_keeps_no_exemplars():
     points = [p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics for p in m.data.data_points]
     assert len(points) > 30 and all(p.exemplars == [] for p in points)
     provider.shutdown()
+
+
+def test_a_fifo_for_stat_fails_only_the_cpu_collector(tmp_path, caplog):
+    """A /proc/stat replaced by a FIFO nobody writes to: the cpu collector reports success 0
+    with the reason (not a timeout: the file is never opened blocking), and the filesystem
+    collector is untouched."""
+    import logging
+    import os
+
+    os.mkfifo(tmp_path / "stat")
+    figures = {"/": StatfsResult(4096, 100, 50, 40, 10, 5)}
+    with caplog.at_level(logging.WARNING):
+        reader, provider = collect([Collector("cpu", ProcfsCPUSource(str(tmp_path), hz=100)),
+                                    Collector("filesystem", fs_source("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n", figures))])
+        values, _ = points(reader)
+    success = {dict(k)["collector"]: v for k, v in values["otel_bare_metal.collector.success"].items()}
+    assert success == {"cpu": 0, "filesystem": 1}
+    assert "not a regular file (a FIFO)" in caplog.text
+    assert "system.cpu.time" not in values and values["system.filesystem.usage"]
+    provider.shutdown()
