@@ -5,7 +5,8 @@
 
 Parts, in order: throughput beside node_exporter (bench/throughput.py), scale on synthetic
 /proc trees (bench/scale.py), where a 256-CPU render's time goes (in process), HDHomeRun
-fan-out (bench/hdhomerun_fanout.py), memory (bench/memory.py) and a short soak (bench/soak.py).
+fan-out (bench/hdhomerun_fanout.py), memory (bench/memory.py), /probe memory over many targets
+(bench/probe_memory.py), 100 000 mounts (bench/mounts.py) and a short soak (bench/soak.py).
 ``--skip`` leaves parts out.  Everything runs on loopback; every loop is bounded.
 """
 
@@ -24,12 +25,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hdhomerun_fanout  # noqa: E402
 import memory  # noqa: E402
+import mounts  # noqa: E402
+import probe_memory  # noqa: E402
 import scale  # noqa: E402
 import soak  # noqa: E402
 import throughput  # noqa: E402
 from common import ROOT  # noqa: E402
 
-PARTS = ("throughput", "scale", "breakdown", "fanout", "memory", "soak")
+PARTS = ("throughput", "scale", "breakdown", "fanout", "memory", "probes", "mounts", "soak")
 RATIO_TARGET, RATIO_STRETCH = 0.5, 1.0
 FANOUT_DEVICES, FANOUT_LATENCY, FANOUT_FACTOR = 100, 0.05, 1.5
 
@@ -118,6 +121,14 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
         out.append(("resident memory <= 60 MB after 10 000 scrapes, growing < 2 MB over the second 5 000", text, ok))
     else:
         out.append(("resident memory <= 60 MB after 10 000 scrapes", "", None))
+    pm = results.get("probes")
+    if pm:
+        ok, text = probe_memory.verdict(pm)
+        out.append(("/probe memory flat (growth < 5 MB) over distinct targets and over a cycling fleet", text, ok))
+    mt = results.get("mounts")
+    if mt:
+        ok, text = mounts.verdict(mt)
+        out.append(("100 000 mounts: the filesystem source read inside the 5 s mount timeout", text, ok))
     f = results.get("fanout")
     if f:
         single = next(r for r in f if r["devices"] == 1 and r["dead"] == 0)["median_s"]
@@ -232,6 +243,18 @@ def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, 
         doc += ["", "## Memory", "",
                 "VmRSS of the exporter process (CPU + filesystem collectors on this machine, one HDHomeRun simulator "
                 "for the probes). MB = 10⁶ bytes.", "", memory.table(m)]
+    pm = results.get("probes")
+    if pm:
+        doc += ["", "## /probe memory over many targets", "",
+                "VmRSS of the exporter (only /probe) probed over one connection: distinct loopback targets, then a "
+                "fleet probed in turn; a few simulators, the rest dead `127.X.Y.Z:9`. MB = 10⁶ bytes.", "",
+                probe_memory.table(pm)]
+    mt = results.get("mounts")
+    if mt:
+        doc += ["", "## Many mounts", "",
+                "The filesystem collector on a fixture mountinfo with an injected statfs, one child process per "
+                "point (peak RSS = its VmHWM). A whole scrape is one `/metrics` render of the filesystem collector.",
+                "", mounts.table(mt)]
     s = results.get("soak")
     if s:
         doc += ["", "## Soak (issue 8)", "", soak.table(s)]
@@ -280,6 +303,16 @@ def main() -> int:
         log(f"memory: {n} scrapes then {n} probes")
         results["memory"] = memory.measure(n, n, 120.0 if args.quick else 240.0)
         print("## Memory\n\n" + memory.table(results["memory"]) + "\n")
+    if "probes" not in skip:
+        distinct, cycling, fleet = (3_000, 1_000, 500) if args.quick else (60_000, 10_000, 1_000)
+        log(f"probes: {distinct} distinct targets, then {cycling} probes over {fleet}")
+        results["probes"] = probe_memory.measure(distinct, cycling, fleet)
+        print("## /probe memory\n\n" + probe_memory.table(results["probes"]) + "\n")
+    if "mounts" not in skip:
+        counts = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
+        log(f"mounts: {', '.join(map(str, counts))}")
+        results["mounts"] = mounts.measure(counts, ["containers", "distinct"])
+        print("## Many mounts\n\n" + mounts.table(results["mounts"]) + "\n")
     if "soak" not in skip:
         seconds = args.soak_seconds if args.soak_seconds is not None else (10.0 if args.quick else 30.0)
         if seconds > 0:
