@@ -139,12 +139,12 @@ class Exporter:
             return Response(400, b"exactly one target parameter is required, e.g. /probe?target=192.168.1.8\n")
         target = targets[0].strip()
         try:
-            self.allowlist.check(target)
+            address = self.allowlist.check(target)  # resolved once: dial exactly what was checked
         except TargetNotAllowed as e:
             return Response(403, f"{e}\n".encode())
         except ValueError as e:
             return Response(400, f"bad target: {e}\n".encode())
-        body, content_type = self.probes.get(target).render(request.header("accept"))
+        body, content_type = self.probes.get(address).render(request.header("accept"))
         return Response(200, body, content_type)
 
     def routes(self) -> dict:

@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from otel_bare_metal.hdhomerun import DEFAULT_PORT, parse_address
+from otel_bare_metal.hdhomerun import DEFAULT_PORT, format_address, parse_address
 
 DEFAULT_RULES = (
     "127.0.0.0/8", "[::1]", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "[fc00::]/7",
@@ -80,7 +80,8 @@ Resolver = Callable[[str, int], list[str]]
 
 
 def resolve(host: str, port: int) -> list[str]:
-    return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+    """Every address ``host`` resolves to, in the resolver's order, without repeats."""
+    return list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
 
 
 class Allowlist:
@@ -94,22 +95,42 @@ class Allowlist:
         host, port = parse_address(address)
         return host.lower(), port
 
-    def check(self, target: str) -> None:
-        """Return if ``target`` may be probed; raise ValueError (malformed, HTTP 400) or
-        TargetNotAllowed (HTTP 403)."""
+    def check(self, target: str) -> str:
+        """The one address to dial for ``target``, as ``ip:port`` (``[v6]:port``); raise
+        ValueError (malformed, HTTP 400) or TargetNotAllowed (HTTP 403).
+
+        A host name is resolved **once**, here; every address it resolves to must be allowed,
+        and the caller dials the returned address over TCP and UDP alike, never the name, so a
+        name that answers differently the next time (DNS rebinding) cannot redirect the probe.
+        The returned spelling is canonical: one device is one ``/probe`` cache entry however
+        the target was written.  A configured device is allowed whatever it resolves to (and
+        dialled by name if it does not resolve: it is then reported down, as on /metrics).
+        """
         host, port = self.normalise(target)
-        if (host, port) in self._configured:
-            return
+        configured = (host, port) in self._configured
         try:
-            addresses = [ipaddress.ip_address(host)]
+            addresses = [_ip(host)]
         except ValueError:
             try:
-                addresses = [ipaddress.ip_address(a.split("%")[0]) for a in self._resolve(host, port)]
-            except OSError as e:
+                addresses = [_ip(a) for a in self._resolve(host, port)]
+            except (OSError, ValueError) as e:
+                if configured:
+                    return format_address(host, port)
                 raise TargetNotAllowed(f"target {target!r} does not resolve: {e}") from None
-        for ip in addresses:
-            if not any(rule.allows(ip, port) for rule in self.rules):
+            if not addresses:
+                if configured:
+                    return format_address(host, port)
+                raise TargetNotAllowed(f"target {target!r} does not resolve")
+        for ip in [] if configured else addresses:
+            plain = ipaddress.ip_address(str(ip).split("%")[0])
+            if not any(rule.allows(plain, port) for rule in self.rules):
                 raise TargetNotAllowed(
-                    f"target {target!r} ({ip} port {port}) is not allowed; allow it with {FLAG} (allowed: "
+                    f"target {target!r} ({plain} port {port}) is not allowed; allow it with {FLAG} (allowed: "
                     + ", ".join(str(r) for r in self.rules) + ")"
                 )
+        return format_address(str(addresses[0]), port)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address (IPv6 zone id kept, for dialling a link-local device)."""
+    return ipaddress.ip_address(text)
