@@ -118,7 +118,7 @@ class RateLimitedLog:
         return allowed
 
     def __call__(self, level: int, key: object, msg: str, *args: object) -> bool:
-        if not self.allow(key):
+        if not self._logger.isEnabledFor(level) or not self.allow(key):  # a line not written costs no budget
             return False
         self._logger.log(level, msg, *args)
         return True

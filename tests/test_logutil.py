@@ -78,3 +78,14 @@ def test_the_otel_filter_uses_the_same_limits():
 def test_default_limits_come_from_the_limits_module():
     log = RateLimitedLog(logging.getLogger("t.defaults"))
     assert log._last.maxsize == limits.LOG_KEYS
+
+
+def test_a_level_that_is_off_spends_no_budget(caplog):
+    clock = Clock()
+    budget = LogBudget(lines=1, clock=clock)
+    log = RateLimitedLog(logging.getLogger("t.level"), clock=clock, budget=budget)
+    with caplog.at_level(logging.WARNING, logger="t.level"):
+        for i in range(10):
+            assert not log(logging.INFO, f"info {i}", "fine %d", i)
+        assert log(logging.WARNING, "w", "still written")
+    assert [r.getMessage() for r in caplog.records] == ["still written"]

@@ -19,9 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from otel_bare_metal.logutil import RateLimitedLog
 from otel_bare_metal.sources.records import FilesystemStat, FilesystemUsage, Mount, MountTable
 
 log = logging.getLogger(__name__)
+_log = RateLimitedLog(log)  # an NFS outage can hang thousands of mounts at once
 
 # node_exporter's Linux defaults (collector/filesystem_linux.go): virtual and container-internal filesystems.
 DEFAULT_MOUNT_POINTS_EXCLUDE = r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
@@ -218,7 +220,8 @@ class StatfsWatchdog:
                 self._answered(path)
 
     def _mark_hung(self, path: str) -> None:
-        log.warning("statfs on %s did not answer within %.1fs; skipping it until it answers", path, self.timeout)
+        _log(logging.WARNING, ("hung", path), "statfs on %s did not answer within %.1fs; skipping it until it answers",
+             path, self.timeout)
         with self._lock:
             self._hung.add(path)
             self._stuck_workers += 1
@@ -235,7 +238,7 @@ class StatfsWatchdog:
             if path in self._hung:
                 self._hung.discard(path)
                 self._stuck_workers = max(0, self._stuck_workers - 1)
-                log.info("statfs on %s answers again", path)
+                _log(logging.INFO, ("answers", path), "statfs on %s answers again", path)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
