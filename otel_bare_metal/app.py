@@ -18,8 +18,8 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__
-from otel_bare_metal.exposition.allowlist import DEFAULT_RULES, Allowlist, TargetNotAllowed
-from otel_bare_metal.exposition.http import HTTPServer, Request, Response, healthz, landing_page
+from otel_bare_metal.exposition.allowlist import DEFAULT_RULES, FLAG as ALLOW_FLAG, Allowlist, TargetNotAllowed
+from otel_bare_metal.exposition.http import HTTPServer, Limits, Request, Response, healthz, landing_page
 from otel_bare_metal.exposition.otlp import otlp_reader
 from otel_bare_metal.exposition.probe import ProbeTargets
 from otel_bare_metal.exposition.webconfig import WebConfigWatcher
@@ -140,8 +140,9 @@ class Exporter:
         target = targets[0].strip()
         try:
             address = self.allowlist.check(target)  # resolved once: dial exactly what was checked
-        except TargetNotAllowed as e:
-            return Response(403, f"{e}\n".encode())
+        except TargetNotAllowed as e:  # the reason (and the rules) go to the log, not to the caller
+            log.debug("probe refused", extra={"target": target, "reason": str(e)})
+            return Response(403, f"target {target!r} is not allowed; see {ALLOW_FLAG}\n".encode())
         except ValueError as e:
             return Response(400, f"bad target: {e}\n".encode())
         body, content_type = self.probes.get(address).render(request.header("accept"))
@@ -159,14 +160,18 @@ class Exporter:
     def start(self) -> "Exporter":
         """Serve.  Raises WebConfigError for a broken --web.config.file, OSError when the port is taken."""
         self.web_config = WebConfigWatcher(self.config.web_config_file) if self.config.web_config_file else None
-        self.server = HTTPServer(self.config.listen_address, self.routes(), self.web_config).start()
-        log.info("listening on %s, metrics at %s", self.config.listen_address, self.config.telemetry_path)
+        limits = Limits(max_connections=self.config.max_connections, max_requests=self.config.max_requests)
+        scrapes = (self.config.telemetry_path, "/probe")
+        self.server = HTTPServer(self.config.listen_address, self.routes(), self.web_config, limits, scrapes).start()
+        for address in self.server.addresses:
+            log.info("listening on %s, metrics at %s", address, self.config.telemetry_path)
         return self
 
-    def close(self) -> None:
-        """Stop serving, push one last OTLP export (bounded by the export timeout), release sources."""
+    def close(self, grace: float = 5.0) -> None:
+        """Stop serving (requests in flight get ``grace`` seconds to finish), push one last OTLP export
+        (bounded by the export timeout), release sources."""
         if self.server is not None:
-            self.server.shutdown()
+            self.server.shutdown(grace)
         timeout = self.push._export_timeout_millis / 1000 if self.push is not None else 5.0
         done = threading.Thread(target=self.provider.shutdown, kwargs={"timeout_millis": timeout * 1000}, daemon=True)
         done.start()

@@ -12,6 +12,7 @@ Small tools that try each API by hand (as the talk this project grew from does):
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -22,6 +23,8 @@ from otel_bare_metal import __version__
 from otel_bare_metal.registry import ENV_PREFIX, Flag, Paths, Registry, env_name, positive_seconds, registry
 
 PROG = "otel-bare-metal"
+SHUTDOWN_GRACE = 5.0  # seconds a scrape in flight may take to finish after SIGTERM
+log = logging.getLogger(__name__)
 
 
 class UsageError(Exception):
@@ -31,6 +34,17 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, never the usage block or a traceback
         raise UsageError(message)
+
+
+def count(text: str) -> int:
+    """A whole number >= 0 (``--web.max-requests``, ``--web.max-connections``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise ValueError(f"must not be negative: {text!r}")
+    return value
 
 
 def _bool(text: str, name: str) -> bool:
@@ -46,7 +60,12 @@ def _bool(text: str, name: str) -> bool:
 # (``app.Config``) and the parsing follow from the row (``registry.Flag``).  A collector's own
 # flags are declared beside it (``otel_bare_metal/collectors/``), not here.
 SERVE_FLAGS: list[Flag] = [
-    Flag("--web.listen-address", ":9464", "Address to listen on for the web interface and telemetry.", field="listen_address"),
+    Flag("--web.listen-address", [":9464"], "Address on which to expose metrics and web interface (repeatable; "
+         "env: comma-separated).", field="listen_address"),
+    Flag("--web.max-requests", 40, "Maximum number of parallel scrape requests. Use 0 to disable.", field="max_requests",
+         parse=count),
+    Flag("--web.max-connections", 2048, "Maximum number of simultaneous connections across all listeners; past it new "
+         "connections are closed at once. 0: as many as the open files limit allows.", field="max_connections", parse=count),
     Flag("--web.telemetry-path", "/metrics", "Path under which to expose metrics.", field="telemetry_path"),
     Flag("--timeout-offset", 0.5, "Seconds to subtract from Prometheus's X-Prometheus-Scrape-Timeout-Seconds "
          "(blackbox_exporter's flag; without the header a scrape may take 10 s less this).", field="timeout_offset"),
@@ -83,7 +102,7 @@ def _add(p: argparse.ArgumentParser, row: Flag, environ: Mapping[str, str], togg
     var = row.env
     help_text = f"{row.help} [{var}]"
     if isinstance(row.default, list):
-        value = [v.strip() for v in environ.get(var, "").split(",") if v.strip()]
+        value = [v.strip() for v in environ.get(var, "").split(",") if v.strip()] or list(row.default)
         p.add_argument(row.flag, dest=row.name, action="append", default=None, metavar="VALUE", help=help_text)
         p.set_defaults(**{row.name + ":env": value})
     elif isinstance(row.default, bool):
@@ -171,7 +190,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str], reg: 
         exporters = selected_exporters(environ, values["otlp_endpoint"])
         if "otlp" in exporters:
             protocol(environ, values["otlp_protocol"])
-        parse_listen_address(values["listen_address"])
+        for address in values["listen_address"]:
+            parse_listen_address(address)
     except ValueError as e:
         raise UsageError(str(e)) from None
     return Config(**values, collectors=collectors, exporters=exporters)
@@ -183,6 +203,11 @@ def serve(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     args = serve_parser(environ).parse_args(argv)
     config = config_from_args(args, environ)
     setup_logging(config.log_level)
+    from otel_bare_metal.exposition.http import raise_open_files_limit
+
+    limits = raise_open_files_limit()  # as the Go runtime does: 1 024 descriptors go fast under a flood
+    if limits is not None and limits[0] != limits[1]:
+        log.debug("raised the open files limit", extra={"from": limits[0], "to": limits[1]})
     registry().log_problems()
 
     from otel_bare_metal.app import Exporter
@@ -198,7 +223,7 @@ def serve(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         return 1
     except OSError as e:
         exporter.close()
-        print(f"{PROG}: cannot listen on {config.listen_address}: {e.strerror or e}", file=sys.stderr)
+        print(f"{PROG}: cannot listen on {e.strerror or e}", file=sys.stderr)
         return 1
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -207,7 +232,12 @@ def serve(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         signal.signal(signal.SIGHUP, lambda *_: exporter.web_config.reload())
     while not stop.wait(3600):
         pass
-    exporter.close()
+    # Stop accepting, let scrapes in flight finish (at most SHUTDOWN_GRACE seconds), then exit 0.
+    # A second signal meanwhile ends the process at once.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    log.info("shutting down", extra={"grace_seconds": SHUTDOWN_GRACE})
+    exporter.close(grace=SHUTDOWN_GRACE)
     return 0
 
 

@@ -41,7 +41,13 @@ Reloading: :class:`WebConfigWatcher` re-checks the file (and the certificate, ke
 on every request and connection, like exporter-toolkit re-reads it per request, and reloads when any of
 them changed; :meth:`WebConfigWatcher.reload` forces a reload (SIGHUP). A broken file at reload keeps the
 previous good config and logs one error. Turning TLS on or off needs a restart (exporter-toolkit decides
-TLS or plain once, at start, too).
+TLS or plain once, at start, too): a reload that would do it is refused with an error. A reload that
+turns basic auth off (no ``basic_auth_users`` left) is applied, with a warning.
+
+Replace the file atomically: write a temporary file in the same directory, then ``mv`` it over the old
+one (``rename(2)``), as Kubernetes does for mounted Secrets. A file rewritten in place can be read
+half-written; an empty read is refused, but a truncated one may parse as a config without users, which
+turns auth off until the rest is written (that is what the warning is for).
 """
 
 from __future__ import annotations
@@ -55,7 +61,6 @@ import logging
 import os
 import re
 import secrets
-import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -75,8 +80,9 @@ __all__ = [
     "TLSServerConfig",
     "WebConfig",
     "WebConfigError",
-    "WebConfigServerMixin",
     "WebConfigWatcher",
+    "check_client_sans",
+    "dummy_hash",
     "load_web_config",
 ]
 
@@ -118,8 +124,23 @@ _RATE_LIMIT_KEYS = {"interval", "burst"}
 
 # $2a$/$2b$/$2y$, two-digit cost, 22 characters of salt and 31 of hash.
 _BCRYPT_RE = re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
-# Checked against for unknown users so that a wrong user name costs as much as a wrong password.
-_DUMMY_HASH = b"$2b$10$M4VQCE1eYRj4kMSR1B6kl.SLXAKWTDhV8JjiO2uH8ST53feNBiVuS"
+# Unknown users are checked against a dummy hash of the same cost as the configured users, so that a
+# wrong user name costs as much as a wrong password (exporter-toolkit's fixed cost-10 dummy lets timing
+# tell which names exist when the real hashes cost more). One per cost, made at load time.
+_dummy_hashes: dict[int, bytes] = {}
+_dummy_lock = threading.Lock()
+
+
+def _bcrypt_cost(hashed: str) -> int:
+    return int(hashed[4:6])
+
+
+def dummy_hash(cost: int) -> bytes:
+    """A bcrypt hash of a random password at ``cost`` (cached: making one costs one bcrypt run)."""
+    with _dummy_lock:
+        if cost not in _dummy_hashes:
+            _dummy_hashes[cost] = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=cost))
+        return _dummy_hashes[cost]
 
 UNAUTHORIZED_HEADERS: dict[str, str] = {"WWW-Authenticate": 'Basic realm="otel-bare-metal"'}
 
@@ -188,6 +209,7 @@ class WebConfig:
     tls: TLSServerConfig | None = None
     headers: dict[str, str] = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=dict)  # user → bcrypt hash
+    dummy: bytes = b""  # the hash unknown users are checked against: the highest cost among ``users``
     files: tuple[str, ...] = ()  # certificate, key and CA files (absolute), watched for changes
     _context: ssl.SSLContext | None = field(default=None, repr=False)
     _cache: _AuthCache = field(default_factory=_AuthCache, repr=False)
@@ -217,7 +239,7 @@ class WebConfig:
             if hmac.compare_digest(name.encode("utf-8"), user):
                 stored = hashed.encode("ascii")
         known = stored is not None
-        hashed_pw = stored if known else _DUMMY_HASH
+        hashed_pw = stored if known else (self.dummy or dummy_hash(max(map(_bcrypt_cost, self.users.values()))))
         password = password[:72]  # bcrypt's limit; Go's CompareHashAndPassword truncates the same way
         digest = self._cache.digest(user, hashed_pw, password)
         if known and digest in self._cache:
@@ -322,7 +344,8 @@ def _load(path: str, allow_empty: bool) -> WebConfig:
         if rate_limit.get("interval") not in (None, 0, "0", "0s"):
             log.warning("web config %s: rate_limit is not supported and is ignored", path)
     tls, context, files = _load_tls(c, data.get("tls_server_config"), base)
-    return WebConfig(path=path, tls=tls, headers=headers, users=users, files=files, _context=context)
+    dummy = dummy_hash(max(map(_bcrypt_cost, users.values()))) if users else b""
+    return WebConfig(path=path, tls=tls, headers=headers, users=users, dummy=dummy, files=files, _context=context)
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:
@@ -581,7 +604,13 @@ class WebConfigWatcher:
         self._watched = (self.path, *new.files)
         self._sig = sig_config + _signature(new.files)
         self._config = new
-        log.info("web config %s reloaded (tls=%s, users=%d)", self.path, new.tls_enabled, len(new.users))
+        if old.auth_enabled and not new.auth_enabled:
+            # Most likely a file rewritten in place and read half-way; or meant. Either way, say it loudly.
+            log.warning("web config %s reloaded WITHOUT basic auth: every client may now scrape (was %d users);"
+                        " replace the file atomically (write a temporary file, then rename it)",
+                        self.path, len(old.users))  # fmt: skip
+        else:
+            log.info("web config %s reloaded (tls=%s, users=%d)", self.path, new.tls_enabled, len(new.users))
         return True
 
     # Shortcuts on the current config.
@@ -599,30 +628,10 @@ class WebConfigWatcher:
     def authorized(self, authorization_header: str | None) -> bool:
         return self.current().authorized(authorization_header)
 
-    def wrap_socket(self, sock: socket.socket, handshake_timeout: float | None = 10.0) -> socket.socket:
-        """Server-side TLS on an accepted connection with the current context; ``sock`` itself when TLS is off.
 
-        Does the handshake (bounded by ``handshake_timeout``) and the ``client_allowed_sans`` check, so call
-        it on the connection's own thread, not in the accept loop. Raises ``OSError`` (``ssl.SSLError``
-        included) when the handshake fails, e.g. on a plain-HTTP request; the connection is then closed.
-        """
-        config = self.current()
-        ctx = config.ssl_context()
-        if ctx is None:
-            return sock
-        previous_timeout = sock.gettimeout()
-        tls_sock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        try:
-            tls_sock.settimeout(handshake_timeout)
-            tls_sock.do_handshake()
-            sans = config.tls.client_allowed_sans if config.tls else None
-            if sans is not None:
-                _check_sans(tls_sock, sans)
-            tls_sock.settimeout(previous_timeout)
-        except BaseException:
-            tls_sock.close()
-            raise
-        return tls_sock
+def check_client_sans(tls_sock: ssl.SSLSocket, allowed: tuple[str, ...]) -> None:
+    """Raise ``ssl.SSLError`` unless the client certificate names one of ``allowed`` (``client_allowed_sans``)."""
+    _check_sans(tls_sock, allowed)
 
 
 def _check_sans(tls_sock: ssl.SSLSocket, allowed: tuple[str, ...]) -> None:
@@ -644,35 +653,3 @@ def _check_sans(tls_sock: ssl.SSLSocket, allowed: tuple[str, ...]) -> None:
         elif kind in ("DNS", "email", "URI") and value in allowed:
             return
     raise ssl.SSLError("client certificate has none of the SANs in client_allowed_sans")
-
-
-class WebConfigServerMixin:
-    """Mix into a ``ThreadingHTTPServer`` subclass (before it) to serve TLS per ``web_config``.
-
-    The listening socket stays plain TCP; each accepted connection is wrapped on its own thread with the
-    context current at that moment (so a renewed certificate applies to new connections), and a failed
-    handshake (plain HTTP, bad or missing client certificate, too old a TLS version) closes the connection
-    without a response. Basic auth and headers are the request handler's job.
-    """
-
-    web_config: WebConfigWatcher | None = None
-    tls_handshake_timeout: float = 10.0
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        watcher = self.web_config
-        if watcher is None:
-            super().finish_request(request, client_address)  # type: ignore[misc]
-            return
-        try:
-            conn = watcher.wrap_socket(request, self.tls_handshake_timeout)
-        except OSError as e:  # ssl.SSLError, timeouts and resets
-            log.debug("TLS handshake with %s failed: %s", client_address, e)
-            return
-        try:
-            super().finish_request(conn, client_address)  # type: ignore[misc]
-        finally:
-            if conn is not request:  # wrap_socket detached `request`; close what now owns the descriptor
-                try:
-                    conn.close()
-                except OSError:
-                    pass

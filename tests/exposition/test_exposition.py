@@ -128,26 +128,3 @@ def test_fast_text_encoder_backfills_mixed_label_sets_like_the_stock_path(accept
     stock_lines = [l for l in stock.split(b"\n") if not l.startswith(b"target_info")]
     assert fast_lines == stock_lines
     assert b'mixed{a="x",b=""} 1.0' in fast
-
-
-def test_an_idle_connection_is_dropped_and_holds_up_no_one():
-    import socket
-
-    from otel_bare_metal.exposition.http import HTTPServer, Response, _RequestHandler
-
-    server = HTTPServer("127.0.0.1:0", {"/x": lambda r: Response(200, b"ok\n")}).start()
-    handler = server._server.RequestHandlerClass
-    handler.timeout = 0.5
-    try:
-        with socket.create_connection(("127.0.0.1", server.port)) as silent:
-            silent.sendall(b"GET /x HTTP/1.1\r\n")  # and never finishes the request
-            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as other:
-                other.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                assert b"200 OK" in other.recv(4096), "another client is served meanwhile"
-            silent.settimeout(5)
-            start = time.monotonic()
-            assert silent.recv(4096) == b"", "the server closed the idle connection"
-            assert time.monotonic() - start < 3
-    finally:
-        server.shutdown()
-    assert _RequestHandler.timeout == 30

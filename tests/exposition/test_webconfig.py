@@ -18,18 +18,15 @@ import ssl
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import bcrypt
 import pytest
 
 from otel_bare_metal.exposition import webconfig
+from otel_bare_metal.exposition.http import HTTPServer, Limits, Request, Response
 from otel_bare_metal.exposition.webconfig import (
-    UNAUTHORIZED_HEADERS,
     WebConfigError,
-    WebConfigServerMixin,
     WebConfigWatcher,
     load_web_config,
 )
@@ -116,51 +113,23 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
-# --- the server the lead wires up: same use of the module as http.py ------------------------------
+# --- the exporter's own HTTP server, wired to a watcher -------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802
-        config = self.server.web_config.current()  # one snapshot per request (reloads if the file changed)
-        path = urlsplit(self.path).path
-        headers = dict(config.headers)
-        if path != "/healthz" and not config.authorized(self.headers.get("Authorization")):
-            status, body = 401, b"401 Unauthorized\n"
-            headers.update(UNAUTHORIZED_HEADERS)
-        else:
-            status, body = 200, f"ok {path}\n".encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
-class _Server(WebConfigServerMixin, ThreadingHTTPServer):
-    daemon_threads = True
+def _ok(request: Request) -> Response:
+    return Response(200, f"ok {request.path}\n".encode())
 
 
 @contextlib.contextmanager
 def serving(watcher: WebConfigWatcher, handshake_timeout: float = 5.0):
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.web_config = watcher
-    server.tls_handshake_timeout = handshake_timeout
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    """Serve /metrics and /healthz with ``watcher``; ``handshake_timeout`` bounds handshake plus request head."""
+    server = HTTPServer("127.0.0.1:0", {"/metrics": _ok, "/healthz": _ok}, watcher, Limits(head_timeout=handshake_timeout))
+    server.start()
     try:
-        yield server.server_address[1]
+        yield server.port
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        assert not thread.is_alive()
+        server.shutdown(grace=2)
+        assert server._thread is not None and not server._thread.is_alive()
 
 
 def client_context(pki: Path, cert: str | None = None, **versions) -> ssl.SSLContext:
@@ -454,6 +423,19 @@ def test_successful_checks_are_cached(users_config, monkeypatch):
     assert len(calls) == 5
 
 
+def test_unknown_users_pay_the_same_bcrypt_cost_as_known_ones(tmp_path, monkeypatch):
+    """A fixed cost-10 dummy against cost-6 (or cost-12) users let timing tell which names exist."""
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=6)).decode()
+    cfg = load_web_config(write_config(tmp_path / "web.yml", f"basic_auth_users:\n  alice: {hashed}\n"))
+    checked = []
+    real = webconfig.bcrypt.checkpw
+    monkeypatch.setattr(webconfig.bcrypt, "checkpw", lambda pw, h: checked.append(h) or real(pw, h))
+    assert not cfg.authorized(basic("nobody", "pw"))
+    assert not cfg.authorized(basic("alice", "wrong"))
+    assert [h[:7] for h in checked] == [b"$2b$06$", b"$2b$06$"]
+    assert checked[0] != checked[1]
+
+
 def test_auth_cache_is_bounded_and_keyed_by_the_stored_hash():
     cache = webconfig._AuthCache(size=3)
     digests = [cache.digest(b"u", b"h", str(i).encode()) for i in range(5)]
@@ -683,6 +665,23 @@ def test_a_file_emptied_at_reload_keeps_the_previous_config(tmp_path, caplog):
         assert "the file is empty" in caplog.text
     write_config(path, "{}\n")  # emptied on purpose
     assert watcher.authorized(None)
+
+
+def test_a_reload_that_turns_auth_off_is_a_warning(tmp_path, caplog):
+    path = write_config(tmp_path / "web.yml", f"basic_auth_users:\n  a: {hash_pw('1')}\n")
+    watcher = WebConfigWatcher(path)
+    write_config(path, "http_server_config:\n  headers:\n    X-Frame-Options: deny\n")  # e.g. cut short
+    with caplog.at_level(logging.INFO, logger=webconfig.__name__):
+        assert watcher.reload() is True
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "WITHOUT basic auth" in warnings[0].getMessage()
+    assert "atomically" in warnings[0].getMessage()
+    assert watcher.authorized(None)
+    caplog.clear()
+    write_config(path, f"basic_auth_users:\n  a: {hash_pw('1')}\n")
+    with caplog.at_level(logging.INFO, logger=webconfig.__name__):
+        assert watcher.reload() is True
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_tls_cannot_be_switched_by_reload(cfgdir, caplog):
