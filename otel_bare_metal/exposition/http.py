@@ -401,12 +401,17 @@ class HTTPServer:
                 for key, _ in self._selector.select(timeout=0.25):
                     if self._stopping:
                         break
-                    if key.data is _LISTENER:
-                        self._accept(key.fileobj)  # type: ignore[arg-type]
-                    elif key.data is _WAKE:
-                        self._take_returned()
-                    else:
-                        self._on_ready(key.data)
+                    try:
+                        if key.data is _LISTENER:
+                            self._accept(key.fileobj)  # type: ignore[arg-type]
+                        elif key.data is _WAKE:
+                            self._take_returned()
+                        else:
+                            self._on_ready(key.data)
+                    except Exception:  # a bug with one connection must not deafen the server
+                        log.exception("HTTP front loop: unexpected error")
+                        if isinstance(key.data, _Conn):
+                            self._close(key.data)
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._sweep(now)
@@ -629,19 +634,20 @@ class HTTPServer:
             keep = False
             log.exception("error serving a request", extra={"client": conn.peer, "path": path})
         finally:
-            with self._lock:
-                stopping = self._stopping
-                self._busy -= 1
-                self._idle.notify_all()
-            if keep and not stopping:
+            if keep:
                 try:
                     conn.sock.setblocking(False)
                 except OSError:
                     keep = False
-            if keep and not stopping:
-                conn.buf = bytearray(rest)
-                conn.deadline = time.monotonic() + self.limits.idle_timeout
-                self._returned.append(conn)
+            with self._lock:  # decided under the lock: after shutdown starts, nothing goes back to the front
+                self._busy -= 1
+                self._idle.notify_all()
+                keep = keep and not self._stopping
+                if keep:
+                    conn.buf = bytearray(rest)
+                    conn.deadline = time.monotonic() + self.limits.idle_timeout
+                    self._returned.append(conn)
+            if keep:
                 self._wake()
             else:
                 self._close_from_thread(conn)
