@@ -28,11 +28,12 @@ import memory  # noqa: E402
 import mounts  # noqa: E402
 import probe_memory  # noqa: E402
 import scale  # noqa: E402
+import slowloris  # noqa: E402
 import soak  # noqa: E402
 import throughput  # noqa: E402
 from common import ROOT  # noqa: E402
 
-PARTS = ("throughput", "scale", "breakdown", "fanout", "memory", "probes", "mounts", "soak")
+PARTS = ("throughput", "scale", "breakdown", "fanout", "memory", "probes", "mounts", "soak", "slowloris")
 RATIO_TARGET, RATIO_STRETCH = 0.5, 1.0
 FANOUT_DEVICES, FANOUT_LATENCY, FANOUT_FACTOR = 100, 0.05, 1.5
 
@@ -139,6 +140,12 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
                         f"{many['median_s'] * 1000:.0f} ms vs {single * 1000:.0f} ms = {factor:.2f} ×", factor <= FANOUT_FACTOR))
     else:
         out.append(("100 HDHomeRun devices within 1.5 × one device's time", "", None))
+    w = results.get("slowloris")
+    if w:
+        ok, text = slowloris.verdict(w)
+        out.append(("/metrics within 1 s during a 1 000-connection slowloris and a big-header attack, RSS bounded (issue 16)", text, ok))
+    else:
+        out.append(("/metrics within 1 s during slowloris and big headers", "", None))
     return out
 
 
@@ -258,6 +265,13 @@ def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, 
     s = results.get("soak")
     if s:
         doc += ["", "## Soak (issue 8)", "", soak.table(s)]
+    w = results.get("slowloris")
+    if w:
+        doc += ["", "## Slow and big clients (issue 16)", "",
+                "`bench/slowloris.py`: a well-behaved client scrapes `/metrics` every 0.25 s on a fresh connection "
+                "(failures counted at 5 s) while 1 000 connections trickle one header byte a second, then while 60 "
+                "connections send 99 header lines of 64 KB and trickle the 100th; closed attack connections are "
+                "reopened. Each exporter runs alone under the same attacks.", "", slowloris.table(w)]
     doc.append("")
     path.write_text("\n".join(doc))
 
@@ -319,6 +333,10 @@ def main() -> int:
             log(f"soak: {seconds:g} s")
             results["soak"] = soak.soak(seconds, interval=max(1.0, seconds / 15))
             print("## Soak\n\n" + soak.table(results["soak"]) + "\n")
+    if "slowloris" not in skip:
+        log("slowloris and big headers: ours and node_exporter")
+        results["slowloris"] = slowloris.run(quick=args.quick)
+        print("## Slow and big clients\n\n" + slowloris.table(results["slowloris"]) + "\n")
 
     elapsed = time.monotonic() - started
     print("## Targets (issue 7)\n")
