@@ -35,13 +35,16 @@ class SimulatorFleet:
     def __init__(self, count: int, dead: int, latency: float):
         self.procs = []
         self.addresses: list[str] = []
+        self.dead_addresses: list[str] = []
         per = [count // SIM_PROCESSES + (1 if i < count % SIM_PROCESSES else 0) for i in range(SIM_PROCESSES)]
         for n in (n for n in per if n):
             d = min(dead, n)
             dead -= d
             p = subprocess.Popen([sys.executable, str(HERE / "simulators.py"), str(n), str(latency), str(d)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            self.addresses += p.stdout.readline().split()
+            addresses = p.stdout.readline().split()
+            self.addresses += addresses
+            self.dead_addresses += addresses[:d]  # simulators.py makes the first DEAD of each child dead
             self.procs.append(p)
 
     def requests(self) -> int:
