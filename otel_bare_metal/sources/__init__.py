@@ -18,9 +18,10 @@ def cpu_source(procfs: str = "/proc", platform: str = sys.platform):
         from otel_bare_metal.sources.cpu import ProcfsCPUSource
 
         return ProcfsCPUSource(procfs)
+    from otel_bare_metal.sources.cpu import HeldCPUSource
     from otel_bare_metal.sources.fallback import PsutilCPUSource
 
-    return PsutilCPUSource()
+    return HeldCPUSource(PsutilCPUSource())  # counters never go backwards there either
 
 
 def filesystem_source(

@@ -60,6 +60,22 @@ class CounterHold:
         return old
 
 
+class HeldCPUSource:
+    """Any CPU source (the psutil fallback, say) with the same rule: counters never go back."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self._hold = CounterHold()
+
+    def read(self) -> CPUStat:
+        return self._hold.apply(self.source.read())
+
+    def close(self) -> None:
+        close = getattr(self.source, "close", None)
+        if close:
+            close()
+
+
 class ProcfsCPUSource:
     """Reads ``<procfs>/stat`` once per call and returns every CPU the kernel lists, each
     counter held at the largest value seen (see the module docstring)."""

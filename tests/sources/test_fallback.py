@@ -3,14 +3,15 @@
 import os
 
 from otel_bare_metal.sources import cpu_source, filesystem_source
-from otel_bare_metal.sources.cpu import ProcfsCPUSource
+from otel_bare_metal.sources.cpu import HeldCPUSource, ProcfsCPUSource
 from otel_bare_metal.sources.fallback import PsutilCPUSource, PsutilFilesystemSource
 from otel_bare_metal.sources.filesystem import FilesystemSource, MountFilter
 
 
 def test_platform_choice_is_made_in_one_place():
     assert isinstance(cpu_source(platform="linux"), ProcfsCPUSource)
-    assert isinstance(cpu_source(platform="darwin"), PsutilCPUSource)
+    darwin = cpu_source(platform="darwin")  # counters held there too: never backwards
+    assert isinstance(darwin, HeldCPUSource) and isinstance(darwin.source, PsutilCPUSource)
     assert isinstance(filesystem_source(platform="linux"), FilesystemSource)
     fs = filesystem_source(platform="freebsd14")
     assert isinstance(fs, PsutilFilesystemSource)
