@@ -4,7 +4,8 @@ Simulated devices (4 tuners, every reply delayed by --latency) run in a few chil
 (bench/simulators.py), as real tuners are separate hardware; the exporter runs as its own
 process with only the HDHomeRun collector.  Each row is the median of
 --scrapes scrapes after one warm-up scrape (which learns the devices' facts).  "dead" devices
-accept connections and never answer, so they cost the timeout.  Loopback only, bounded.
+accept connections and never answer: the warm-up scrape waits for them (their first collection),
+later scrapes report them down at once while they are retried in the background.  Loopback only, bounded.
 
     .venv/bin/python bench/hdhomerun_fanout.py [--counts 1,10,40,100] [--dead 3] [--latency 0.05]
 """

@@ -5,7 +5,7 @@
 
 Parts, in order: throughput beside node_exporter (bench/throughput.py), scale on synthetic
 /proc trees (bench/scale.py), where a 256-CPU render's time goes (in process), HDHomeRun
-fan-out (bench/hdhomerun_fanout.py), memory (bench/memory.py), /probe memory over many targets
+fan-out (bench/hdhomerun_fanout.py), deadlines (bench/scrape_deadline.py), memory (bench/memory.py), /probe memory over many targets
 (bench/probe_memory.py), 100 000 mounts (bench/mounts.py) and a short soak (bench/soak.py).
 ``--skip`` leaves parts out.  Everything runs on loopback; every loop is bounded.
 """
@@ -28,12 +28,13 @@ import memory  # noqa: E402
 import mounts  # noqa: E402
 import probe_memory  # noqa: E402
 import scale  # noqa: E402
+import scrape_deadline  # noqa: E402
 import slowloris  # noqa: E402
 import soak  # noqa: E402
 import throughput  # noqa: E402
 from common import ROOT  # noqa: E402
 
-PARTS = ("throughput", "scale", "breakdown", "fanout", "memory", "probes", "mounts", "soak", "slowloris")
+PARTS = ("throughput", "scale", "breakdown", "fanout", "deadline", "memory", "probes", "mounts", "soak", "slowloris")
 RATIO_TARGET, RATIO_STRETCH = 0.5, 1.0
 FANOUT_DEVICES, FANOUT_LATENCY, FANOUT_FACTOR = 100, 0.05, 1.5
 
@@ -244,7 +245,13 @@ def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, 
                 f"Simulated devices (4 tuners, every reply delayed {FANOUT_LATENCY * 1000:.0f} ms) in 4 child processes "
                 "(bench/simulators.py); "
                 "the exporter runs only the HDHomeRun collector with `--hdhomerun.timeout=2.5`. Dead devices accept and "
-                "never answer, so they cost the timeout.", "", fanout_table(f)]
+                "never answer: the warm-up scrape waits for them once; later scrapes report them down at once.", "", fanout_table(f)]
+    dl = results.get("deadline")
+    if dl:
+        doc += ["", "## Scrapes that never wait on what is broken", "",
+                "`bench/scrape_deadline.py`: the exporter with only the HDHomeRun collector and simulated devices "
+                "(4 tuners, child processes; dead ones accept and never answer), then in process with an injected "
+                "blocking mount-table read. Each beside its yardstick.", "", scrape_deadline.table(dl)]
     m = results.get("memory")
     if m:
         doc += ["", "## Memory", "",
@@ -333,6 +340,10 @@ def main() -> int:
             log(f"soak: {seconds:g} s")
             results["soak"] = soak.soak(seconds, interval=max(1.0, seconds / 15))
             print("## Soak\n\n" + soak.table(results["soak"]) + "\n")
+    if "deadline" not in skip:
+        log("deadlines: dead devices, slow-link come-up, a hung collector")
+        results["deadline"] = scrape_deadline.measure(10, 4 if args.quick else 6)
+        print("## Scrapes that never wait on what is broken\n\n" + scrape_deadline.table(results["deadline"]) + "\n")
     if "slowloris" not in skip:
         log("slowloris and big headers: ours and node_exporter")
         results["slowloris"] = slowloris.run(quick=args.quick)

@@ -127,36 +127,52 @@ def hang(scrapes: int) -> dict:
     return results
 
 
+def measure(good: int = 10, scrapes: int = 6, skip: frozenset[str] = frozenset()) -> dict:
+    out: dict = {}
+    if "dead" not in skip:
+        out["dead"] = dead_devices(good, scrapes)
+        out["good"] = good
+    if "slow" not in skip:
+        out["slow"] = slow_link(scrapes)
+    if "hang" not in skip:
+        out["hang"] = hang(scrapes)
+    return out
+
+
+def table(results: dict) -> str:
+    lines: list[str] = []
+    d = results.get("dead")
+    if d:
+        lines += [f"**{results['good']} devices (50 ms replies) with and without 3 dead**, `--hdhomerun.timeout 2.5`:", "",
+                  "| first scrape with dead (s) | steady state with dead (s) | steady state without (s) | ratio | every scrape correct |",
+                  "|---|---|---|---|---|",
+                  f"| {d['first_with_dead']:.3f} | {d['steady_with_dead']:.3f} | {d['steady_without']:.3f} | {d['ratio']:.2f} | {d['all_correct']} |",
+                  ""]
+    rows = results.get("slow")
+    if rows:
+        lines += ["**Slow link**: 40 devices with 100 ms per reply + 3 dead, `--hdhomerun.timeout 1`, scrapes 1 s apart:", "",
+                  "| scrape | page time (s) | × timeout | of 40 up | dead reported up |", "|---|---|---|---|---|"]
+        lines += [f"| {r['scrape']} | {r['seconds']:.3f} | {r['seconds'] / 1.0:.2f} | {r['good_up']:.0f} | {r['dead_up']:.0f} |" for r in rows]
+        lines.append("")
+    h = results.get("hang")
+    if h:
+        lines += ["**One collector hangs**, `X-Prometheus-Scrape-Timeout-Seconds: 2` (budget 1.5 s), scrapes back to back:", "",
+                  "| | response time per scrape (s) | max (s) | max ÷ header |", "|---|---|---|---|"]
+        for name in ("yardstick", "hung"):
+            t = h[name]
+            lines.append(f"| {name} | {' '.join(f'{x:.3f}' for x in t)} | {max(t):.3f} | {max(t) / 2:.2f} |")
+        lines += ["", "The hung read is joined, never restarted; once it has outlived the filesystem collector's own "
+                  "5 s bound, scrapes stop waiting for it at all."]
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--good", type=int, default=10)
     p.add_argument("--scrapes", type=int, default=6)
-    p.add_argument("--skip", default="")
+    p.add_argument("--skip", default="", help="comma-separated: dead, slow, hang")
     args = p.parse_args()
-    skip = set(args.skip.split(","))
-    if "dead" not in skip:
-        d = dead_devices(args.good, args.scrapes)
-        print(f"\n### {args.good} devices (50 ms replies) with and without 3 dead, --hdhomerun.timeout 2.5\n")
-        print("| first scrape with dead (s) | steady state with dead (s) | steady state without (s) | ratio | every scrape correct |")
-        print("|---|---|---|---|---|")
-        print(f"| {d['first_with_dead']:.3f} | {d['steady_with_dead']:.3f} | {d['steady_without']:.3f} | {d['ratio']:.2f} | {d['all_correct']} |")
-    if "slow" not in skip:
-        rows = slow_link(args.scrapes)
-        print("\n### slow link: 40 devices with 100 ms per reply + 3 dead, --hdhomerun.timeout 1 (scrapes 1 s apart)\n")
-        print("| scrape | page time (s) | × timeout | of 40 up | dead reported up |")
-        print("|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['scrape']} | {r['seconds']:.3f} | {r['seconds'] / 1.0:.2f} | {r['good_up']:.0f} | {r['dead_up']:.0f} |")
-    if "hang" not in skip:
-        h = hang(args.scrapes)
-        print("\n### one collector hangs; X-Prometheus-Scrape-Timeout-Seconds: 2 (budget 1.5 s)\n")
-        print("| | response time per scrape, back to back (s) | max (s) | max ÷ header |")
-        print("|---|---|---|---|")
-        for name in ("yardstick", "hung"):
-            t = h[name]
-            print(f"| {name} | {' '.join(f'{x:.3f}' for x in t)} | {max(t):.3f} | {max(t) / 2:.2f} |")
-        print("\n(the hung read is joined, never restarted; once it has outlived the filesystem collector's own")
-        print("5 s bound, scrapes stop waiting for it at all)")
+    print(table(measure(args.good, args.scrapes, frozenset(args.skip.split(",")))))
     return 0
 
 
