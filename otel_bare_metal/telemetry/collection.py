@@ -53,8 +53,9 @@ log = logging.getLogger(__name__)
 #: Seconds a collection waits when nothing else bounds it (Prometheus's default scrape_timeout).
 DEFAULT_DEADLINE = 10.0
 #: Seconds past a collector's own bound before it counts as timed out (lets the source report
-#: its own partial failure, e.g. one hung mount, rather than vanish as a whole).
-GRACE = 0.25
+#: its own partial failure, e.g. one hung mount or one dead device, rather than vanish as a
+#: whole, even on a busy machine where it returns a little late).
+GRACE = 0.5
 #: Seconds before the collection's deadline that a source taking a deadline is told to be done by.
 SOURCE_MARGIN = 0.1
 #: A read running longer than this makes ``/healthz`` answer 503.
