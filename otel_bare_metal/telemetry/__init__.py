@@ -39,12 +39,15 @@ def instrument(
         from otel_bare_metal.registry import registry as default_registry
 
         registry = default_registry()
-    observers: dict[str, Observer] = dict(self_monitoring_observers(collectors)) if self_monitoring else {}
-    definitions: list[Metric] = list(SELF_MONITORING) if self_monitoring else []
+    observers: dict[str, Observer] = {}
+    definitions: list[Metric] = []
     for c in collectors:
         spec = registry.get(c.name)
         observers.update(c.bind(spec.observers(c).observers()))
         definitions.extend(spec.metrics)
+    if self_monitoring:  # last: their callbacks run after every other one, so success counts observer failures too
+        observers.update(self_monitoring_observers(collectors))
+        definitions.extend(SELF_MONITORING)
     collection = Collection(collectors)
     if naming == "classic":
         check_bound(definitions, observers)

@@ -9,10 +9,11 @@ collection at a time (its measurement consumer holds one lock for the whole prov
 * a collector has **at most one read in flight**: a read still running from an earlier
   collection (a stuck source) is joined, never started twice;
 * the collecting thread waits until every read is done or the **deadline** passes, then
-  snapshots the results into a slot of the collecting thread and runs each collector's
-  observers on them (``Collector.bind``); every instrument, that one included, then hands
-  over its observations.  An observer that raises (a plugin's bug, say) makes only its own
-  collector's ``success`` 0;
+  snapshots the results into a slot of the collecting thread, which every instrument, that
+  one included, then maps;
+* an observer that raises (a plugin's bug, say) observes nothing and makes only its own
+  collector's ``success`` 0 (``Collector.bind``): ``telemetry.instrument`` creates the
+  self-monitoring instruments last, so they see every failure of the collection;
 * a collector whose read is not done by then reports ``success`` 0 and no series (its reason
   is logged, rate-limited); every other collector's series are complete.
 
@@ -106,21 +107,25 @@ class Collector:
         self._notify: Callable[[], None] = lambda: None
         self._warn = RateLimitedLog(log)
         self.attributes = {"collector": name}
-        self._observers: dict[str, Observer] = {}
 
     def bind(self, observers: dict[str, Observer]) -> dict[str, Observer]:
-        """Run these observers on every snapshot (``keep``); return, by the same names, observers
-        that hand over what they observed in the calling thread's latest snapshot."""
-        self._observers = dict(observers)
-        return {name: self._observed(name) for name in observers}
+        """The same observers, each made safe: one that raises (a plugin's bug, say) observes
+        nothing and makes this collection of this collector unsuccessful, nothing else."""
+        return {name: self._guarded(name, observe) for name, observe in observers.items()}
 
-    def _observed(self, name: str) -> Observer:
+    def _guarded(self, name: str, observe: Observer) -> Observer:
         local = self._local
 
-        def observed() -> Iterable[Observation]:
-            return getattr(local, "observations", {}).get(name, ())
+        def guarded() -> Iterable[Observation]:
+            try:
+                return observe()
+            except Exception as e:
+                local.success = False
+                self._warn(logging.WARNING, f"{self.name}:{name}", "collector %s: observing %s: %s: %s",
+                           self.name, name, type(e).__name__, e)
+                return []
 
-        return observed
+        return guarded
 
     # -- reading ------------------------------------------------------------------------
 
@@ -165,16 +170,6 @@ class Collector:
             self._warn(logging.WARNING, f"{self.name}:timeout",
                        "collector %s: no result within the collection's deadline (its read has run %.1fs; "
                        "later collections join it instead of starting another)", self.name, now - read.started)
-        observations = {}
-        for name, observe in self._observers.items():
-            try:
-                observations[name] = list(observe())
-            except Exception as e:  # nor an observer (a plugin's, say): only this collector fails
-                observations[name] = ()
-                local.success = False
-                self._warn(logging.WARNING, f"{self.name}:{name}", "collector %s: observing %s: %s: %s",
-                           self.name, name, type(e).__name__, e)
-        local.observations = observations
 
     def refresh(self) -> None:
         """Read once, now, waiting as long as the read takes (for tools and benchmarks)."""
