@@ -11,7 +11,8 @@ Facts (model, hardware model, firmware, device id, tuner count) are learned once
   cannot fit every fact into one deadline finishes learning on the next try instead of
   starting over;
 * after an outage the facts are checked again (the device may have been replaced or
-  upgraded), in the background, one by one, and the old ones serve until each is re-read.
+  upgraded), one by one, the old ones serving until each is re-read: by the fleet's
+  background retry (never in a scrape), or by the next ``/probe`` of the device.
 
 A fleet (``/metrics``) never waits for a device that is known to be down:
 
@@ -145,10 +146,11 @@ class Device:
         self.requests += 1
         return call()
 
-    def read(self, deadline: float | None = None, verify: bool = False) -> DeviceReading:
+    def read(self, deadline: float | None = None, verify: bool = True) -> DeviceReading:
         """Learn what is missing, then read every tuner, before ``deadline`` (a
         ``time.monotonic()`` value) and within the timeout.  ``verify`` also re-reads the
-        facts an outage put in doubt (the background retry does; a scrape never does)."""
+        facts an outage put in doubt: a probe and the fleet's background retry do; the fleet's
+        scrape-time reads pass False."""
         with self._lock:
             start = self._clock()
             end = start + self.timeout if deadline is None else min(deadline, start + self.timeout)
@@ -195,6 +197,7 @@ class Device:
                 self._facts["device_id"] = found.device_id if found else ""
                 if found and found.tuner_count is not None:
                     self._facts["tuner_count"] = found.tuner_count
+                    self._verify.discard("tuner_count")
                 elif verify:
                     self._facts.pop("tuner_count", None)
                     self._probed = 0
@@ -320,7 +323,7 @@ class Fleet:
                 elif st.running is not None:
                     readings[id(d)] = DeviceReading(d.address, False, 0.0, error="previous collection still running")
                 else:
-                    st.running = future = self._pool.submit(d.read, end)
+                    st.running = future = self._pool.submit(d.read, end, False)
                     futures[future] = d
         for future, d in futures.items():
             future.add_done_callback(lambda f, d=d: self._finished(d, f))

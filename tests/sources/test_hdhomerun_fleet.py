@@ -137,3 +137,19 @@ def test_a_fleet_read_is_bounded_by_the_deadline_it_is_given(timeout):
             assert time.monotonic() - started < 10  # not the device's 30 s timeout
         finally:
             fleet.close()
+
+
+def test_after_an_outage_a_probe_reads_the_facts_again():
+    """The device behind an address may have been replaced or upgraded while it was away."""
+    with Simulator("127.0.0.1", 0, tuners=2) as sim:
+        device = Device(sim.address_text, timeout=1.0)
+        try:
+            assert device.read().up
+            sim.set_faults(drop=True)
+            assert not device.read().up
+            sim.clear_faults()
+            asked = device.requests
+            assert device.read().up
+            assert device.requests - asked == 3 + 2  # model, hwmodel, version again, then the tuners
+        finally:
+            device.close()
