@@ -145,7 +145,8 @@ class Exporter:
             return Response(403, f"target {target!r} is not allowed; see {ALLOW_FLAG}\n".encode())
         except ValueError as e:
             return Response(400, f"bad target: {e}\n".encode())
-        body, content_type = self.probes.get(address).render(request.header("accept"))
+        budget = scrape_budget(request.header(SCRAPE_TIMEOUT_HEADER), self.config.timeout_offset)
+        body, content_type = self.probes.get(address).render(request.header("accept"), budget)
         return Response(200, body, content_type)
 
     def routes(self) -> dict:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 from opentelemetry.sdk.resources import Resource
@@ -75,8 +76,8 @@ class ProbeTarget:
         self._targets = targets
         self.device = device
 
-    def render(self, accept: str | None) -> tuple[bytes, str]:
-        return self._targets.render_device(self.device, accept)
+    def render(self, accept: str | None, budget: float | None = None) -> tuple[bytes, str]:
+        return self._targets.render_device(self.device, accept, budget)
 
 
 class ProbeTargets:
@@ -112,9 +113,12 @@ class ProbeTargets:
             old.close()
         return ProbeTarget(self, device)
 
-    def render_device(self, device: Device, accept: str | None) -> tuple[bytes, str]:
+    def render_device(self, device: Device, accept: str | None, budget: float | None = None) -> tuple[bytes, str]:
+        """Read the device (within its timeout, and within ``budget`` seconds when the scrape
+        sent X-Prometheus-Scrape-Timeout-Seconds), then render that one reading."""
+        deadline = None if budget is None else time.monotonic() + budget
         try:
-            reading: DeviceReading | None = device.read()
+            reading: DeviceReading | None = device.read() if deadline is None else device.read(deadline)
         except Exception as e:  # like any failing source: no series, never a failed request
             address = getattr(device, "address", "?")
             _warn(logging.WARNING, address, "probe of %s failed: %s: %s", address, type(e).__name__, e)

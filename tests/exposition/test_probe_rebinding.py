@@ -117,6 +117,21 @@ def test_one_device_is_one_entry_and_one_connection_however_spelled(exporter):
         assert len(exporter.probes) == 1
 
 
+def test_a_probe_honours_the_scrape_timeout_header():
+    """A dead device is given the scrape's budget, not the (here 30 s) device timeout."""
+    exporter = Exporter(Config(listen_address="127.0.0.1:0", collectors={}, hdhomerun_timeout=30.0,
+                               hdhomerun_allow_targets=["127.0.0.0/8:*"]),
+                        resource=build_resource({}), collectors=[], environ={}).start()
+    try:
+        with Simulator("127.0.0.1", 0, tuners=1) as sim:
+            sim.set_faults(drop=True)
+            url = f"http://127.0.0.1:{exporter.server.port}/probe?target={sim.address_text}"
+            status, _, body = fetch(url, headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}, timeout=10)
+            assert status == 200 and up(body) == {sim.address_text: 0.0}
+    finally:
+        exporter.close()
+
+
 def test_check_returns_the_canonical_address_to_dial():
     allow = Allowlist(["127.0.0.0/8:*", "[::1]:*"], resolver=lambda host, port: ["127.0.0.9", "127.0.0.10"])
     assert allow.check("127.0.0.2") == "127.0.0.2:65001"
