@@ -225,6 +225,7 @@ def breakdown(cpus: int = 256, mounts: int = 200, n: int = 15) -> dict:
     sys.path.insert(0, str(ROOT))
     from prometheus_client import CollectorRegistry, generate_latest
 
+    from otel_bare_metal._otel_compat import translate_to_prometheus
     from otel_bare_metal.app import Config, Exporter
 
     def med(fn) -> float:
@@ -249,9 +250,9 @@ def breakdown(cpus: int = 256, mounts: int = 200, n: int = 15) -> dict:
             data = reader.captured
             reader.capture = False
             fast = med(lambda: page._fast.encode(data))
-            translate = med(lambda: reader._collector._translate_to_prometheus(data, {}))
+            translate = med(lambda: translate_to_prometheus(reader, data, {}))
             family_dict: dict = {}
-            reader._collector._translate_to_prometheus(data, family_dict)
+            translate_to_prometheus(reader, data, family_dict)
             families = list(family_dict.values())
 
             class Static:

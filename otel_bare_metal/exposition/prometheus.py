@@ -28,7 +28,6 @@ import time
 from contextlib import nullcontext
 from dataclasses import replace
 
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import (
     Counter,
     Histogram,
@@ -37,14 +36,15 @@ from opentelemetry.sdk.metrics import (
     ObservableUpDownCounter,
     UpDownCounter,
 )
-from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
 from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, MetricsData, Sum
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
 from otel_bare_metal import limits
+from otel_bare_metal._otel_compat import HookedPrometheusReader, map_unit, sanitize_attribute, sanitize_full_name
 from otel_bare_metal.telemetry.definitions import METRICS
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ CARDINALITY_LIMITS = {
 }
 
 
-class _RenamingReader(PrometheusMetricReader):
+class _RenamingReader(HookedPrometheusReader):
     """The stock reader, with the Prometheus names the definitions table overrides.
 
     The OTLP path keeps the instrument names; only this reader sees the new ones.  With
@@ -72,13 +72,13 @@ class _RenamingReader(PrometheusMetricReader):
         self.capture = False
         self.captured: MetricsData | None = None
 
-    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs) -> None:
+    def on_collect(self, metrics_data: MetricsData | None) -> MetricsData | None:
         if metrics_data is not None and self._renames:
             metrics_data = _rename(metrics_data, self._renames)
         if self.capture:
             self.captured = metrics_data
-            return
-        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+            return None
+        return metrics_data
 
 
 def _rename(data: MetricsData, renames: dict[str, str]) -> MetricsData:
@@ -227,6 +227,29 @@ def scrape_budget(header: str | None, offset: float = DEFAULT_TIMEOUT_OFFSET) ->
     return budget if budget > 0 else timeout / 2
 
 
+# Name escapings (the ``escaping`` parameter of the Accept header) under which the stock encoders
+# write every name the reader produces unchanged.  The reader sanitises metric names and label
+# names to the legacy character set ([a-zA-Z_:][a-zA-Z0-9_:]*), so ``underscores`` and
+# ``allow-utf-8`` leave them as they are.  ``dots`` rewrites every ``_`` as ``__`` and ``values``
+# prefixes ``U__`` in places; those go to the stock path (tests/exposition/test_accept_escaping.py
+# holds the two paths to the same bytes for every Accept header Prometheus 2 and 3 send).
+FAST_ESCAPINGS = frozenset({UNDERSCORES, ALLOWUTF8})
+
+
+def fast_format(encoder) -> str | None:
+    """``"text"`` or ``"openmetrics"`` when ``TextEncoder`` writes what ``encoder`` (as chosen by
+    ``choose_encoder``) would write; ``None`` when only the stock path can."""
+    kind = getattr(encoder, "func", encoder)
+    escaping = (getattr(encoder, "keywords", None) or {}).get("escaping", UNDERSCORES)
+    if escaping not in FAST_ESCAPINGS:
+        return None
+    if kind is generate_latest:
+        return "text"
+    if kind is generate_openmetrics:
+        return "openmetrics"
+    return None
+
+
 class PrometheusPage:
     """A Prometheus reader with its own registry; ``render`` gives one complete exposition.
 
@@ -276,8 +299,8 @@ class PrometheusPage:
             self._lock.release()
 
     def _render(self, encoder, deadline: float) -> bytes:
-        kind = getattr(encoder, "func", encoder)
-        if self._fast is not None and kind in (generate_latest, generate_openmetrics):
+        fast = fast_format(encoder)
+        if self._fast is not None and fast is not None:
             self.reader.capture = True
             try:
                 # The SDK raises if its collection outlives timeout_millis: give it a margin past
@@ -286,7 +309,7 @@ class PrometheusPage:
                 data, self.reader.captured = self.reader.captured, None
             finally:
                 self.reader.capture = False
-            return self._fast.encode(data, openmetrics=kind is generate_openmetrics)
+            return self._fast.encode(data, openmetrics=fast == "openmetrics")
         return encoder(self.registry)
 
     def shutdown(self) -> None:

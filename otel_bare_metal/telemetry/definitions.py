@@ -59,7 +59,7 @@ class Metric:
     def prometheus_name(self) -> str:
         """The name on /metrics: the OpenTelemetry Prometheus reader's translation
         (dots → underscores, unit suffix, ``_total`` on counters) unless overridden."""
-        from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_full_name
+        from otel_bare_metal._otel_compat import map_unit, sanitize_full_name
 
         if self.prometheus:
             return self.prometheus

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from opentelemetry.exporter.prometheus._mapping import map_unit
+from otel_bare_metal._otel_compat import map_unit
 from opentelemetry.metrics import Observation
 
 from otel_bare_metal import limits
