@@ -18,9 +18,10 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__
+from otel_bare_metal._otel_compat import export_timeout_millis
 from otel_bare_metal.exposition.allowlist import DEFAULT_RULES, FLAG as ALLOW_FLAG, Allowlist, TargetNotAllowed
 from otel_bare_metal.exposition.http import HTTPServer, Limits, Request, Response, healthz, landing_page
-from otel_bare_metal.exposition.otlp import otlp_reader
+from otel_bare_metal.exposition.otlp import push_exporters
 from otel_bare_metal.exposition.probe import ProbeTargets
 from otel_bare_metal.exposition.webconfig import WebConfigWatcher
 from otel_bare_metal.exposition.prometheus import SCRAPE_TIMEOUT_HEADER, PrometheusPage, scrape_budget
@@ -28,6 +29,7 @@ from otel_bare_metal.registry import Paths, Registry, registry
 from otel_bare_metal.telemetry import Collector, instrument
 from otel_bare_metal.telemetry.collection import STUCK_AFTER
 from otel_bare_metal.telemetry.provider import meter_provider
+from otel_bare_metal.logutil import fields as log_fields
 from otel_bare_metal.telemetry.resource import build_resource
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,8 @@ def _config_class(reg: Registry) -> type:
         ("collectors", dict, field(default_factory=lambda: dict(enabled))),  # collector name → on
         ("platform", str, field(default=sys.platform)),
         ("stuck_after", float, field(default=STUCK_AFTER)),  # /healthz answers 503 while a source read runs longer
-        ("exporters", set, field(default_factory=lambda: {"prometheus"})),  # see exposition/otlp.selected_exporters
+        ("exporters", set, field(default_factory=lambda: {"prometheus"})),  # see exposition/otelenv.metrics_exporters
+        ("sdk_disabled", bool, field(default=False)),  # OTEL_SDK_DISABLED=true: nothing read or exported
     ]
 
     def paths(self) -> Paths:
@@ -95,18 +98,22 @@ class Exporter:
     ):
         self.config = config
         environ = os.environ if environ is None else environ
-        self.collectors = build_collectors(config) if collectors is None else collectors
+        if config.sdk_disabled:  # nothing is read, nothing is exported
+            self.collectors = []
+        else:
+            self.collectors = build_collectors(config) if collectors is None else collectors
+        exporters = set() if config.sdk_disabled else set(config.exporters)
         readers = []
         self.page: PrometheusPage | None = None
-        if "prometheus" in config.exporters:
+        if "prometheus" in exporters:
             self.page = PrometheusPage(scope_labels=config.scope_labels and config.naming == "otel")
             readers.append(self.page.reader)
-        self.push: PeriodicExportingMetricReader | None = None
-        if "otlp" in config.exporters:
-            self.push = otlp_reader(environ, config.otlp_endpoint, config.otlp_protocol)
-            readers.append(self.push)
+        self.pushes = push_exporters(exporters, environ, config.otlp_endpoint, config.otlp_protocol)
+        readers.extend(p.reader for p in self.pushes)
+        self.push: PeriodicExportingMetricReader | None = next((p.reader for p in self.pushes if p.name == "otlp"), None)
         resource = resource or build_resource()
         self.provider = meter_provider(resource, readers)
+        # With OTEL_SDK_DISABLED there are no collectors and no readers: nothing is ever read.
         self.collection = instrument(self.provider.get_meter(SCOPE, __version__), self.collectors, naming=config.naming)
         self.collection.stuck_after = config.stuck_after
         if self.page is not None:
@@ -118,6 +125,8 @@ class Exporter:
     def metrics(self, request: Request) -> Response:
         if "target" in request.query:  # hdhomerun_exporter's /metrics?target= works unchanged
             return self.probe(request)
+        if self.config.sdk_disabled:
+            return Response(404, b"metrics are off: OTEL_SDK_DISABLED=true\n")
         if self.page is None:
             return Response(404, b"the /metrics page is off (OTEL_METRICS_EXPORTER has no prometheus)\n")
         budget = scrape_budget(request.header(SCRAPE_TIMEOUT_HEADER), self.config.timeout_offset)
@@ -134,6 +143,8 @@ class Exporter:
         return healthz(request)
 
     def probe(self, request: Request) -> Response:
+        if self.config.sdk_disabled:
+            return Response(404, b"metrics are off: OTEL_SDK_DISABLED=true\n")
         targets = [t for t in request.query.get("target", []) if t.strip()]
         if len(targets) != 1:
             return Response(400, b"exactly one target parameter is required, e.g. /probe?target=192.168.1.8\n")
@@ -165,15 +176,37 @@ class Exporter:
         scrapes = (self.config.telemetry_path, "/probe")
         self.server = HTTPServer(self.config.listen_address, self.routes(), self.web_config, limits, scrapes).start()
         for address in self.server.addresses:
-            log.info("listening on %s, metrics at %s", address, self.config.telemetry_path)
+            log.info("listening", extra=log_fields(address=address, tls=self.server_tls(), telemetry_path=self.config.telemetry_path))
+        self.log_exporters()
         return self
+
+    def server_tls(self) -> bool:
+        return self.web_config is not None and self.web_config.tls_enabled
+
+    def log_exporters(self) -> None:
+        """One line naming every active exporter and where it sends (or the one line saying
+        that OTEL_SDK_DISABLED switched everything off)."""
+        if self.config.sdk_disabled:
+            log.warning("OTEL_SDK_DISABLED=true: no metrics are collected or exported; /metrics and /probe answer 404")
+            return
+        where: dict[str, str] = {}
+        if self.page is not None:
+            scheme = "https" if self.server_tls() else "http"
+            urls = []
+            for address in self.server.addresses:
+                address = "*" + address if address.startswith(":") else address  # ":9464": every interface
+                urls.append(f"{scheme}://{address}{self.config.telemetry_path}")
+            where["prometheus"] = "pull " + " ".join(urls)
+        for push in self.pushes:
+            where[push.name] = push.destination
+        log.info("metrics exporters", extra=log_fields(exporters=",".join(where) or "none", **where))
 
     def close(self, grace: float = 5.0) -> None:
         """Stop serving (requests in flight get ``grace`` seconds to finish), push one last OTLP export
         (bounded by the export timeout), release sources."""
         if self.server is not None:
             self.server.shutdown(grace)
-        timeout = self.push._export_timeout_millis / 1000 if self.push is not None else 5.0
+        timeout = max((export_timeout_millis(p.reader) / 1000 for p in self.pushes), default=5.0)
         done = threading.Thread(target=self.provider.shutdown, kwargs={"timeout_millis": timeout * 1000}, daemon=True)
         done.start()
         done.join(timeout + 1)

@@ -85,6 +85,8 @@ SERVE_FLAGS: list[Flag] = [
          field="scope_labels"),
     Flag("--log.level", "info", "Only log messages with the given severity or above: debug, info, warn, error.",
          field="log_level", choices=("debug", "info", "warn", "error")),
+    Flag("--log.format", "logfmt", "Output format of log messages: logfmt or json.", field="log_format",
+         choices=("logfmt", "json")),
 ]
 
 
@@ -142,6 +144,12 @@ def serve_parser(environ: Mapping[str, str], reg: Registry | None = None) -> arg
     )
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     for row in SERVE_FLAGS:
+        if row.flag == "--web.listen-address":  # OTEL_EXPORTER_PROMETHEUS_HOST/_PORT replace the default
+            from dataclasses import replace
+
+            from otel_bare_metal.exposition.otelenv import prometheus_listen_address
+
+            row = replace(row, default=[prometheus_listen_address(environ, row.default[0])[0]])
         _add(p, row, environ)
     for spec in reg.specs:
         _add(p, spec.enable_flag, environ, toggle=True)
@@ -161,10 +169,27 @@ def enabled_collectors(args: argparse.Namespace, reg: Registry | None = None) ->
     return out
 
 
+def _otel_environment(otlp_endpoint: str, environ: Mapping[str, str]) -> tuple[frozenset[str], bool]:
+    """OTEL_METRICS_EXPORTER and OTEL_SDK_DISABLED (exposition/otelenv.py); warnings are logged."""
+    import logging
+
+    from otel_bare_metal.exposition import otelenv
+
+    log = logging.getLogger("otel_bare_metal.cli")
+    exporters, warnings = otelenv.metrics_exporters(environ)
+    disabled, more = otelenv.sdk_disabled(environ)
+    _, listen_warnings = otelenv.prometheus_listen_address(environ)
+    for warning in warnings + more + listen_warnings:
+        log.warning(warning)
+    if otlp_endpoint and "otlp" not in exporters and not disabled:
+        log.warning("--otlp.endpoint is set but OTEL_METRICS_EXPORTER does not include otlp: not pushing OTLP")
+    return (frozenset() if disabled else exporters), disabled
+
+
 def config_from_args(args: argparse.Namespace, environ: Mapping[str, str], reg: Registry | None = None):
     from otel_bare_metal.app import Config
     from otel_bare_metal.exposition.http import parse_listen_address
-    from otel_bare_metal.exposition.otlp import protocol, selected_exporters
+    from otel_bare_metal.exposition.otlp import protocol
 
     reg = reg or registry()
     values = {}
@@ -187,22 +212,22 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str], reg: 
                 options = spec.options(values)
                 spec.check(paths, options, collectors[spec.name])
                 values.update(options)
-        exporters = selected_exporters(environ, values["otlp_endpoint"])
+        exporters, disabled = _otel_environment(values["otlp_endpoint"], environ)
         if "otlp" in exporters:
             protocol(environ, values["otlp_protocol"])
         for address in values["listen_address"]:
             parse_listen_address(address)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    return Config(**values, collectors=collectors, exporters=exporters)
+    return Config(**values, collectors=collectors, exporters=set(exporters), sdk_disabled=disabled)
 
 
 def serve(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     from otel_bare_metal.logutil import setup_logging
 
     args = serve_parser(environ).parse_args(argv)
+    setup_logging(args.log_level, args.log_format)  # first: reading the configuration may warn
     config = config_from_args(args, environ)
-    setup_logging(config.log_level)
     from otel_bare_metal.exposition.http import raise_open_files_limit
 
     limits = raise_open_files_limit()  # as the Go runtime does: 1 024 descriptors go fast under a flood

@@ -1,14 +1,18 @@
-"""The OTLP push path: the official OpenTelemetry OTLP exporters behind a periodic reader.
+"""The push paths: the official OpenTelemetry OTLP exporters (and the SDK's console exporter)
+behind periodic readers.
 
-Configured the way every OpenTelemetry SDK is: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the
-``_METRICS_`` variant), ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``grpc`` or ``http/protobuf``, the
-specification's default), ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_EXPORTER_OTLP_CERTIFICATE``,
-``OTEL_EXPORTER_OTLP_COMPRESSION``, ``OTEL_EXPORTER_OTLP_TIMEOUT``,
-``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` (cumulative by default) — all read by the
-exporters themselves — and ``OTEL_METRIC_EXPORT_INTERVAL`` / ``OTEL_METRIC_EXPORT_TIMEOUT``, read
-by the periodic reader.  ``OTEL_METRICS_EXPORTER`` picks the ways out (``selected_exporters``).
+``OTEL_METRICS_EXPORTER`` chooses the exporters (``exposition/otelenv.py``); this module only
+builds the push ones.  OTLP is configured the way every OpenTelemetry SDK is:
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the ``_METRICS_`` variant), ``OTEL_EXPORTER_OTLP_PROTOCOL``
+(``grpc`` or ``http/protobuf``, the specification's default), ``OTEL_EXPORTER_OTLP_HEADERS``,
+``OTEL_EXPORTER_OTLP_CERTIFICATE``, ``OTEL_EXPORTER_OTLP_COMPRESSION``,
+``OTEL_EXPORTER_OTLP_TIMEOUT``, ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` (cumulative
+by default) — all read by the exporters themselves — and ``OTEL_METRIC_EXPORT_INTERVAL`` /
+``OTEL_METRIC_EXPORT_TIMEOUT``, read by the periodic reader.  The endpoint is resolved here
+(``otlp_endpoint``, the specification's rules) and handed to the exporter, so the start-up log
+line names exactly where data goes.
 
-The push reader shares the MeterProvider and the callbacks with the Prometheus page.  The SDK
+The push readers share the MeterProvider and the callbacks with the Prometheus page.  The SDK
 runs one collection at a time, so a push export waits at most for one in-flight scrape, whose
 callbacks are each bounded by their own timeouts (statfs watchdog, HDHomeRun deadline).
 """
@@ -16,36 +20,34 @@ callbacks are each bounded by their own timeouts (statfs watchdog, HDHomeRun dea
 from __future__ import annotations
 
 import logging
+import sys
+from dataclasses import dataclass
 from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
 
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
 
+from otel_bare_metal._otel_compat import export_interval_millis
 from otel_bare_metal.exposition.prometheus import CARDINALITY_LIMITS
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("grpc", "http/protobuf")
-EXPORTERS = ("prometheus", "otlp", "none")
+# The specification's defaults (protocol/exporter.md): gRPC on 4317, HTTP on 4318 + /v1/metrics.
+DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
 
 
 class OTLPConfigError(ValueError):
     pass
 
 
-def selected_exporters(environ: Mapping[str, str], endpoint_flag: str = "") -> set[str]:
-    """The ways out: ``OTEL_METRICS_EXPORTER`` when set (comma-separated: prometheus, otlp,
-    none); otherwise the /metrics page, plus OTLP when an endpoint is configured."""
-    raw = environ.get("OTEL_METRICS_EXPORTER", "").strip()
-    if raw:
-        chosen = {item.strip().lower() for item in raw.split(",") if item.strip()}
-        unknown = chosen - set(EXPORTERS)
-        if unknown:
-            raise OTLPConfigError(f"OTEL_METRICS_EXPORTER: unknown exporter(s) {', '.join(sorted(unknown))}; want prometheus, otlp or none")
-        return chosen - {"none"}
-    chosen = {"prometheus"}
-    if endpoint_flag or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
-        chosen.add("otlp")
-    return chosen
+@dataclass
+class Push:
+    """One push exporter: its name in OTEL_METRICS_EXPORTER, its reader and where it sends."""
+
+    name: str
+    reader: PeriodicExportingMetricReader
+    destination: str
 
 
 def protocol(environ: Mapping[str, str], flag: str = "") -> str:
@@ -55,25 +57,69 @@ def protocol(environ: Mapping[str, str], flag: str = "") -> str:
     return value
 
 
-def build_exporter(proto: str, endpoint: str = ""):
-    """The official exporter for ``proto``; with no explicit endpoint it reads the environment."""
-    kwargs = {}
+def _with_metrics_path(url: str) -> str:
+    return url if url.rstrip("/").endswith("/v1/metrics") else url.rstrip("/") + "/v1/metrics"
+
+
+def otlp_endpoint(environ: Mapping[str, str], proto: str, flag: str = "") -> str:
+    """Where OTLP metrics go: ``--otlp.endpoint``, else ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``
+    (used as given), else ``OTEL_EXPORTER_OTLP_ENDPOINT`` (+ ``/v1/metrics`` over HTTP), else the
+    specification's default for the protocol."""
+    if flag:
+        return _with_metrics_path(flag) if proto == "http/protobuf" else flag
+    signal = (environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or "").strip()
+    if signal:
+        return signal
+    base = (environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip() or DEFAULT_ENDPOINTS[proto]
+    return _with_metrics_path(base) if proto == "http/protobuf" else base
+
+
+def redact(url: str) -> str:
+    """The URL without user:password, for logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def build_exporter(proto: str, endpoint: str):
+    """The official exporter for ``proto``, sending to ``endpoint``; every other setting
+    (headers, certificate, compression, timeout, temporality) it reads from the environment."""
     if proto == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        if endpoint:
-            kwargs["endpoint"] = endpoint
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
-        if endpoint:  # an explicit endpoint is used as given: add the signal path like the env variable does
-            kwargs["endpoint"] = endpoint if endpoint.rstrip("/").endswith("/v1/metrics") else endpoint.rstrip("/") + "/v1/metrics"
-    return OTLPMetricExporter(**kwargs)
+    return OTLPMetricExporter(endpoint=endpoint)
 
 
-def otlp_reader(environ: Mapping[str, str], endpoint: str = "", protocol_flag: str = "") -> PeriodicExportingMetricReader:
+def _every(reader: PeriodicExportingMetricReader) -> str:
+    return f"{export_interval_millis(reader) / 1000:g}s"
+
+
+def otlp_push(environ: Mapping[str, str], endpoint_flag: str = "", protocol_flag: str = "") -> Push:
     proto = protocol(environ, protocol_flag)
-    exporter = build_exporter(proto, endpoint)
+    endpoint = otlp_endpoint(environ, proto, endpoint_flag)
+    reader = PeriodicExportingMetricReader(build_exporter(proto, endpoint), cardinality_limits=CARDINALITY_LIMITS)
+    return Push("otlp", reader, f"{proto} {redact(endpoint)} every {_every(reader)}")
+
+
+def console_push(stream=None) -> Push:
+    """The SDK's console exporter: each export as one JSON document on one line of standard
+    output (JSON Lines; the SDK's default indents it over many lines)."""
+    exporter = ConsoleMetricExporter(out=stream if stream is not None else sys.stdout,
+                                     formatter=lambda data: data.to_json(indent=None) + "\n")
     reader = PeriodicExportingMetricReader(exporter, cardinality_limits=CARDINALITY_LIMITS)
-    log.info("pushing OTLP over %s every %.0f s", proto, reader._export_interval_millis / 1000)
-    return reader
+    return Push("console", reader, f"stdout every {_every(reader)}")
+
+
+def push_exporters(exporters, environ: Mapping[str, str], endpoint_flag: str = "", protocol_flag: str = "") -> list[Push]:
+    pushes = []
+    if "otlp" in exporters:
+        pushes.append(otlp_push(environ, endpoint_flag, protocol_flag))
+    if "console" in exporters:
+        pushes.append(console_push())
+    return pushes
