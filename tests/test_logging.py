@@ -99,7 +99,7 @@ def _run_with_errors(tmp_path, *extra: str) -> tuple[str, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "otel_bare_metal", f"--web.listen-address=127.0.0.1:{port}",
          f"--path.procfs={_broken_procfs(tmp_path)}", f"--path.rootfs={FIXTURES / 'rootfs'}",
-         f"--hdhomerun.device=127.0.0.1:{dead}", "--hdhomerun.timeout=0.5", "--log.level=debug", *extra],
+         f"--hdhomerun.device=127.0.0.1:{dead}", "--hdhomerun.timeout=0.5", *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
