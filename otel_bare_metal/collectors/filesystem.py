@@ -51,6 +51,11 @@ COLLECTOR = CollectorSpec(
         "users can still write), `reserved` = (bfree − bavail) × bsize. `system.filesystem.limit`",
         "= blocks × bsize. A mount whose statfs fails or times out keeps only its `error` and",
         "`timeout` series.",
+        "",
+        "Without Linux procfs (macOS, the BSDs, Windows) mounts and byte counts come from psutil and",
+        "inode counts from `statvfs(3)`. Where the platform has no inode counts (Windows) no",
+        "`system.filesystem.inodes.usage` series (classic: `node_filesystem_files`,",
+        "`node_filesystem_files_free`) is exported for the mount, rather than an invented 0.",
     ]),
     check=_check,
 )

@@ -60,15 +60,17 @@ class FilesystemUsage:
     """statfs figures of one mount.  ``error`` is None when statfs answered.
 
     ``size``/``free``/``avail`` are bytes (blocks × block size, as node_exporter computes
-    them); ``free`` counts the blocks reserved for root, ``avail`` does not.
+    them); ``free`` counts the blocks reserved for root, ``avail`` does not.  ``files`` and
+    ``files_free`` are inode counts, ``None`` where the platform has none (Windows): then no
+    inode series is exported, never an invented 0.
     """
 
     mount: Mount
     size: int = 0
     free: int = 0
     avail: int = 0
-    files: int = 0
-    files_free: int = 0
+    files: int | None = None
+    files_free: int | None = None
     error: str | None = None
     hung: bool = False
 

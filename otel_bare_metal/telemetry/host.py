@@ -127,6 +127,8 @@ class FilesystemObservers:
     def inodes(self) -> Iterable[Observation]:
         out = []
         for fs in self._ok():
+            if fs.files is None or fs.files_free is None:  # the platform has no inode counts
+                continue
             out.append(Observation(fs.files - fs.files_free, self._a(fs, "used")))
             out.append(Observation(fs.files_free, self._a(fs, "free")))
         return out
