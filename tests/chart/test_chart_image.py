@@ -95,9 +95,10 @@ def test_chart_default_image_is_what_the_dockerfile_builds():
     from otel_bare_metal import __version__
 
     assert chart["appVersion"] == __version__
-    reference = f"{image['repository']}:{chart['appVersion']}"
+    name = f"{image['registry']}/{image['repository']}" if image["registry"] else image["repository"]
+    reference = f"{name}:{chart['appVersion']}"
     assert reference in (REPO / "Dockerfile").read_text()
-    assert image["repository"] in (CHART_DIR / "README.md").read_text()
+    assert name in (CHART_DIR / "README.md").read_text()
 
 
 def test_dockerignore_keeps_what_the_build_copies():

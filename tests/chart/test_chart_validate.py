@@ -56,7 +56,10 @@ def _check_relabelings(items):
 def _check_monitor(doc, endpoints_key):
     _check_metadata(doc)
     spec = doc["spec"]
-    assert set(spec) <= {"jobLabel", "namespaceSelector", "selector", endpoints_key}
+    assert set(spec) <= {"jobLabel", "namespaceSelector", "selector", endpoints_key, "sampleLimit", "attachMetadata", "podTargetLabels"}
+    assert isinstance(spec.get("sampleLimit", 0), int) and spec.get("sampleLimit", 0) >= 0
+    assert set(spec.get("attachMetadata", {})) <= {"node"} and all(isinstance(v, bool) for v in spec.get("attachMetadata", {}).values())
+    assert all(isinstance(label, str) and label for label in spec.get("podTargetLabels", []))
     assert isinstance(spec["selector"]["matchLabels"], dict) and spec["selector"]["matchLabels"]
     assert isinstance(spec["namespaceSelector"]["matchNames"], list)
     assert spec[endpoints_key]

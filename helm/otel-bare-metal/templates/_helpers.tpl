@@ -70,12 +70,47 @@ app.kubernetes.io/part-of: otel-bare-metal
 {{- end }}
 {{- end }}
 
-{{/* The image reference: repository@digest, else repository:tag (tag defaults to appVersion). */}}
+{{/* The image reference: [registry/]repository@digest, else [registry/]repository:tag (tag
+defaults to appVersion); global.imageRegistry wins over image.registry (air-gapped mirrors). */}}
 {{- define "otel-bare-metal.image" -}}
+{{- $registry := default .Values.image.registry (dig "imageRegistry" "" (default (dict) .Values.global)) }}
+{{- $name := .Values.image.repository }}
+{{- if $registry }}{{ $name = printf "%s/%s" (trimSuffix "/" $registry) $name }}{{ end }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $name .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $name (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The cluster-autoscaler annotation, unless safeToEvict is null. */}}
+{{- define "otel-bare-metal.safeToEvict" -}}
+{{- if kindIs "bool" .Values.safeToEvict -}}
+cluster-autoscaler.kubernetes.io/safe-to-evict: {{ .Values.safeToEvict | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Relabelings every monitor starts with: node and instance are the node's name, so instance
+stays put across rollouts and matches the Collector path (collector-config/pull-kubernetes.yaml). */}}
+{{- define "otel-bare-metal.nodeRelabelings" -}}
+- sourceLabels: [__meta_kubernetes_pod_node_name]
+  targetLabel: node
+- sourceLabels: [__meta_kubernetes_pod_node_name]
+  targetLabel: instance
+{{- end }}
+
+{{/* Monitor spec fields shared by the ServiceMonitor and the PodMonitor; pass the monitor's values. */}}
+{{- define "otel-bare-metal.monitorSpec" -}}
+{{- if .sampleLimit }}
+sampleLimit: {{ .sampleLimit }}
+{{- end }}
+{{- if and .attachMetadata .attachMetadata.node }}
+attachMetadata:
+  node: true
+{{- end }}
+{{- with .podTargetLabels }}
+podTargetLabels:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
 
