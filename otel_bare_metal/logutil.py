@@ -42,6 +42,10 @@ def fields(**kv: object) -> dict[str, dict[str, object]]:
     return {_FIELDS: kv}
 
 
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", _FIELDS}
+
+
 def level_name(levelno: int) -> str:
     if levelno >= logging.ERROR:
         return "error"
@@ -68,6 +72,9 @@ def _pairs(record: logging.LogRecord) -> list[tuple[str, object]]:
         pairs.append(("logger", record.name))
     for key, value in (getattr(record, _FIELDS, None) or {}).items():
         pairs.append((key, value))
+    for key, value in record.__dict__.items():  # plain ``extra={...}`` keys, in the order given
+        if key not in _RECORD_ATTRIBUTES:
+            pairs.append((key, value))
     if record.exc_info and record.exc_info[1] is not None:
         exc = record.exc_info[1]
         pairs.append(("err", f"{type(exc).__name__}: {exc}"))

@@ -159,3 +159,11 @@ def test_bad_log_format_is_a_usage_error():
     result = subprocess.run([sys.executable, "-m", "otel_bare_metal", "--log.format=xml"], capture_output=True, text=True,
                             timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2 and "--log.format" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_plain_extra_keys_are_fields_too():
+    record = logging.getLogger("otel_bare_metal.x").makeRecord(
+        "otel_bare_metal.x", logging.DEBUG, "/a/http.py", 7, "raised the open files limit", (), None,
+        extra={"from": 1024, "to": 524288})
+    parsed = check_promslog(parse_logfmt(LogfmtFormatter().format(record)))
+    assert (parsed["from"], parsed["to"]) == ("1024", "524288")
