@@ -92,7 +92,7 @@ def test_its_metrics_arrive_over_otlp():
         clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         proc = subprocess.Popen(
             [sys.executable, "-m", "otel_bare_metal", f"--web.listen-address=127.0.0.1:{port}", *BASE, "--collector.cpufreq"],
-            env={**clean, "PYTHONPATH": str(ROOT), "OTEL_EXPORTER_OTLP_ENDPOINT": rx.http_endpoint,
+            env={**clean, "PYTHONPATH": str(ROOT), "OTEL_METRICS_EXPORTER": "prometheus,otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": rx.http_endpoint,
                  "OTEL_METRIC_EXPORT_INTERVAL": "300", "REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""},
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
