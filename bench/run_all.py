@@ -209,7 +209,7 @@ def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, 
         "share the same cores, and other work may run at the same time. Figures are medians; throughput "
         "alternates rounds between the two exporters. Expect ±15 % between runs.",
         "",
-        "## Targets (issue 7)",
+        "## Targets",
         "",
         "| target | measured | |",
         "|---|---|---|",
@@ -279,7 +279,7 @@ def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, 
                 "", mounts.table(mt)]
     s = results.get("soak")
     if s:
-        doc += ["", "## Soak (issue 8)", "", soak.table(s)]
+        doc += ["", "## Soak", "", soak.table(s)]
     w = results.get("slowloris")
     if w:
         doc += ["", "## Slow and big clients (issue 16)", "",
@@ -358,7 +358,7 @@ def main() -> int:
         print("## Slow and big clients\n\n" + slowloris.table(results["slowloris"]) + "\n")
 
     elapsed = time.monotonic() - started
-    print("## Targets (issue 7)\n")
+    print("## Targets\n")
     for name, text, ok in targets(results):
         print(f"- {name}: {text} → {mark(ok).strip('*')}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

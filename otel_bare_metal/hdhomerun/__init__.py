@@ -1,5 +1,6 @@
 """HDHomeRun network tuners: a pure-Python client of SiliconDust's native control
-protocol (TCP/UDP port 65001), a device simulator and command-line tools.
+protocol (TCP/UDP port 65001) and command-line tools.  The device simulator, for tests and
+benchmarks, is ``otel_bare_metal.hdhomerun.simulator`` (not part of the library's names).
 
 This package is a *source*: it reads devices and returns plain typed records.  It never
 imports OpenTelemetry.  Standard library only.
@@ -34,21 +35,15 @@ from .packet import (
     decode,
     encode,
 )
-from .simulator import Faults, Simulator
 from .text import (
     CounterSection,
     FilterSection,
     NetworkSection,
     ParseError,
-    Program,
-    StreamInfo,
     TransportSection,
     TunerDebug,
     TunerSection,
-    TunerStatus,
     parse_tuner_debug,
-    parse_tuner_status,
-    parse_tuner_streaminfo,
 )
 
 __all__ = [
@@ -61,24 +56,19 @@ __all__ = [
     "CounterSection",
     "DeviceError",
     "DiscoveredDevice",
-    "Faults",
     "FilterSection",
     "FrameTooLargeError",
     "HDHomeRunError",
     "NetworkSection",
     "Packet",
     "ParseError",
-    "Program",
     "ProtocolError",
     "RequestTimeout",
     "ShortFrameError",
-    "Simulator",
-    "StreamInfo",
     "TransportError",
     "TransportSection",
     "TunerDebug",
     "TunerSection",
-    "TunerStatus",
     "UnexpectedReplyError",
     "decode",
     "device_id_valid",
@@ -88,6 +78,4 @@ __all__ = [
     "is_unknown_variable",
     "parse_address",
     "parse_tuner_debug",
-    "parse_tuner_status",
-    "parse_tuner_streaminfo",
 ]

@@ -26,14 +26,7 @@ from . import packet as pkt
 from otel_bare_metal.address import format_host_port, parse_host_port
 
 from .packet import DEFAULT_PORT, HDHomeRunError, Packet, UnexpectedReplyError
-from .text import (
-    StreamInfo,
-    TunerDebug,
-    TunerStatus,
-    parse_tuner_debug,
-    parse_tuner_status,
-    parse_tuner_streaminfo,
-)
+from .text import TunerDebug, parse_tuner_debug
 
 __all__ = [
     "DEFAULT_PORT",
@@ -311,14 +304,6 @@ class Client:
     def tuner_debug(self, n: int) -> TunerDebug:
         """``/tunerN/debug`` parsed (raises ParseError if the text is malformed)."""
         return parse_tuner_debug(self.get(f"/tuner{int(n)}/debug"))
-
-    def tuner_status(self, n: int) -> TunerStatus:
-        """``/tunerN/status`` parsed."""
-        return parse_tuner_status(self.get(f"/tuner{int(n)}/status"))
-
-    def tuner_streaminfo(self, n: int) -> StreamInfo:
-        """``/tunerN/streaminfo`` parsed."""
-        return parse_tuner_streaminfo(self.get(f"/tuner{int(n)}/streaminfo"))
 
 
 def _getset_value(reply: Packet, name: str) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 __all__ = [
     "HDHomeRunError",
@@ -41,7 +41,6 @@ __all__ = [
     "string_value",
     "getset_request",
     "discover_request",
-    "tags_from",
     "TYPE_DISCOVER_REQUEST",
     "TYPE_DISCOVER_REPLY",
     "TYPE_GETSET_REQUEST",
@@ -341,8 +340,3 @@ def discover_request(
             (TAG_DEVICE_ID, device_id.to_bytes(4, "big")),
         ),
     )
-
-
-def tags_from(items: Iterable[tuple[int, bytes]]) -> tuple[tuple[int, bytes], ...]:
-    """Convenience: a tags tuple from any iterable of ``(tag, bytes)`` pairs."""
-    return tuple((int(t), bytes(v)) for t, v in items)

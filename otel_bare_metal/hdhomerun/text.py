@@ -1,5 +1,4 @@
-"""Parsers for the text values an HDHomeRun returns: ``/tunerN/debug``, ``/tunerN/status``
-and ``/tunerN/streaminfo``.
+"""Parsers for the text values an HDHomeRun returns that the exporter reads: ``/tunerN/debug``.
 
 Parsers take a string (the value already fetched) and return frozen dataclasses, so they
 are tested from literal samples without any device.  Every malformed input raises
@@ -34,12 +33,7 @@ __all__ = [
     "FilterSection",
     "NetworkSection",
     "TunerDebug",
-    "TunerStatus",
-    "Program",
-    "StreamInfo",
     "parse_tuner_debug",
-    "parse_tuner_status",
-    "parse_tuner_streaminfo",
     "parse_int",
 ]
 
@@ -230,141 +224,3 @@ def parse_tuner_debug(text: str) -> TunerDebug:
     if not sections and not extra:
         raise ParseError(f"no debug lines in {text!r}")
     return TunerDebug(extra=MappingProxyType(extra), **sections)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class TunerStatus:
-    """``/tunerN/status``: ``ch=… lock=… ss=… snq=… seq=… bps=… pps=…`` on one line."""
-
-    channel: str | None
-    lock: str | None
-    signal_strength: int | None
-    snr_quality: int | None
-    symbol_quality: int | None
-    bps: int | None
-    pps: int | None
-
-    @property
-    def locked(self) -> bool:
-        """True when the tuner has a decodable lock."""
-        return self.lock is not None and not self.lock.startswith("(")
-
-
-def parse_tuner_status(text: str) -> TunerStatus:
-    """Parse a ``/tunerN/status`` value; unknown keys are ignored."""
-    if not isinstance(text, str):
-        raise ParseError(f"expected text, got {type(text).__name__}")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if len(lines) != 1:
-        raise ParseError(f"expected one status line, got {len(lines)} in {text!r}")
-    line = lines[0]
-    pairs = _parse_pairs(line.split(), line)
-    if "ch" not in pairs and "lock" not in pairs:
-        raise ParseError(f"status line has neither ch= nor lock=: {line!r}")
-    ints = _ints(pairs, ("ss", "snq", "seq", "bps", "pps"), line)
-    return TunerStatus(
-        channel=_text(pairs["ch"]) if "ch" in pairs else None,
-        lock=_text(pairs["lock"]) if "lock" in pairs else None,
-        signal_strength=ints["ss"],
-        snr_quality=ints["snq"],
-        symbol_quality=ints["seq"],
-        bps=ints["bps"],
-        pps=ints["pps"],
-    )
-
-
-@dataclass(frozen=True)
-class Program:
-    """One line of ``/tunerN/streaminfo``: ``3: 49.1 WEDW-1 (encrypted)``."""
-
-    number: int
-    vchannel: str | None
-    name: str
-    flags: tuple[str, ...] = ()
-
-    @property
-    def encrypted(self) -> bool:
-        return "encrypted" in self.flags
-
-    @property
-    def no_data(self) -> bool:
-        return "no data" in self.flags
-
-    @property
-    def control(self) -> bool:
-        return "control" in self.flags
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """``/tunerN/streaminfo``: the programs in the multiplex and its ``tsid``.
-
-    An idle tuner (``none``) gives no programs and ``tsid=None``.  Other ``key=value``
-    lines (``onid=…`` on DVB firmware) are kept in ``extra`` as raw text.
-    """
-
-    programs: tuple[Program, ...] = ()
-    tsid: int | None = None
-    extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-
-_PROGRAM_RE = re.compile(r"([0-9]+):\s*(.*)")
-_VCHANNEL_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-_FLAG_RE = re.compile(r"\s*\(([^()]*)\)\s*$")
-_KV_LINE_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
-
-
-def parse_tuner_streaminfo(text: str) -> StreamInfo:
-    """Parse a ``/tunerN/streaminfo`` value.
-
-    Program lines are ``<program>: [<vchannel>] [<name>] [(flag)]...``; ``tsid=0x01F7``
-    (hexadecimal or decimal) closes the list; ``none`` alone means idle.
-    """
-    if not isinstance(text, str):
-        raise ParseError(f"expected text, got {type(text).__name__}")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        raise ParseError("empty streaminfo")
-    if lines == ["none"]:
-        return StreamInfo()
-    programs: list[Program] = []
-    tsid: int | None = None
-    extra: dict[str, str] = {}
-    for line in lines:
-        m = _PROGRAM_RE.fullmatch(line)
-        if m is not None:
-            number = _to_int(m.group(1), f"program number in line {line!r}")
-            rest = m.group(2)
-            flags: list[str] = []
-            while True:
-                fm = _FLAG_RE.search(rest)
-                if fm is None:
-                    break
-                flags.insert(0, fm.group(1))
-                rest = rest[: fm.start()]
-            if "(" in rest or ")" in rest:
-                raise ParseError(f"unbalanced parentheses in program line {line!r}")
-            head, _, name = rest.strip().partition(" ")
-            vchannel: str | None = None
-            if _VCHANNEL_RE.fullmatch(head):
-                vchannel = head
-                name = name.strip()
-            else:
-                name = rest.strip()
-            programs.append(Program(number, vchannel, name, tuple(flags)))
-            continue
-        kv = _KV_LINE_RE.fullmatch(line)
-        if kv is not None:
-            key, value = kv.group(1), kv.group(2)
-            if key == "tsid":
-                try:
-                    if len(value) > _MAX_DIGITS:
-                        raise ValueError(value)
-                    tsid = int(value, 0)
-                except ValueError:
-                    raise ParseError(f"tsid={value!r} is not a number in line {line!r}") from None
-            else:
-                extra[key] = value
-            continue
-        raise ParseError(f"unrecognised streaminfo line {line!r}")
-    return StreamInfo(tuple(programs), tsid, MappingProxyType(extra))

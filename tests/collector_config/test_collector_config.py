@@ -474,7 +474,7 @@ def prometheus_labels(resource: dict[str, Any], to_labels: bool) -> dict[str, st
     return labels
 
 
-# What the exporter's SDK resource is on node-a (issue 5: service.*, host.*, os.type, k8s.*, user's attributes).
+# What the exporter's SDK resource is on node-a (service.*, host.*, os.type, k8s.* and the user's attributes).
 SDK_RESOURCE = {
     "service.name": "otel-bare-metal",
     "service.version": "1.2.0",

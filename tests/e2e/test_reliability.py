@@ -1,4 +1,4 @@
-"""Bad input everywhere, load, lifecycle and least privilege (issue 8)."""
+"""Bad input everywhere, load, lifecycle and least privilege."""
 
 import os
 import random
@@ -127,7 +127,7 @@ def test_sixteen_scrapers_twenty_five_rounds_never_tear(tmp_path):
 
 
 def test_sigint_stops_cleanly_and_closes_device_connections():
-    from otel_bare_metal.hdhomerun import Simulator
+    from otel_bare_metal.hdhomerun.simulator import Simulator
 
     with Simulator("127.0.0.1", 0, tuners=2) as sim:
         port = free_port()
@@ -150,7 +150,7 @@ def test_sigint_stops_cleanly_and_closes_device_connections():
 
 
 def test_exporter_close_closes_device_clients():
-    from otel_bare_metal.hdhomerun import Simulator
+    from otel_bare_metal.hdhomerun.simulator import Simulator
 
     with Simulator("127.0.0.1", 0, tuners=1) as sim:
         config = Config(listen_address=f"127.0.0.1:{free_port()}", collectors={"hdhomerun": True}, hdhomerun_devices=[sim.address_text])

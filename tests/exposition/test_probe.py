@@ -14,7 +14,7 @@ from helpers import samples
 from otel_bare_metal import __version__
 from otel_bare_metal.exposition.probe import ProbeTargets
 from otel_bare_metal.exposition.prometheus import PrometheusPage
-from otel_bare_metal.hdhomerun import Simulator
+from otel_bare_metal.hdhomerun.simulator import Simulator
 from otel_bare_metal.sources.hdhomerun import Device, OneDevice
 from otel_bare_metal.telemetry import Collector, instrument
 from otel_bare_metal.telemetry.provider import meter_provider

@@ -14,7 +14,7 @@ import pytest
 from helpers import fetch, samples
 from otel_bare_metal.app import Config, Exporter
 from otel_bare_metal.exposition.allowlist import Allowlist, TargetNotAllowed
-from otel_bare_metal.hdhomerun import Simulator
+from otel_bare_metal.hdhomerun.simulator import Simulator
 from otel_bare_metal.telemetry.resource import build_resource
 
 

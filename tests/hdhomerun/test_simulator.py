@@ -10,7 +10,7 @@ import pytest
 
 from otel_bare_metal.hdhomerun import packet as pkt
 from otel_bare_metal.hdhomerun.simulator import Faults, Simulator
-from otel_bare_metal.hdhomerun.text import parse_tuner_debug, parse_tuner_status, parse_tuner_streaminfo
+from otel_bare_metal.hdhomerun.text import parse_tuner_debug
 
 
 class FakeClock:
@@ -32,8 +32,8 @@ def test_values_parse_and_drift() -> None:
         assert 70 <= d.tun.signal_strength <= 100  # type: ignore[operator]
         assert 70 <= d.tun.snr_quality <= 100  # type: ignore[operator]
         assert d.dev is not None and d.ts is not None and d.net is not None and d.cc is None
-        assert parse_tuner_status(sim.tuner_status(n)).locked
-        assert parse_tuner_streaminfo(sim.tuner_streaminfo(n)).tsid is not None
+        assert "lock=none" not in sim.tuner_status(n)
+        assert "tsid=" in sim.tuner_streaminfo(n)
     clock.now += 3600
     later = {n: parse_tuner_debug(sim.tuner_debug(n)) for n in range(4)}
     # counters only grow; at least one grows on some tuner; the signal drifts

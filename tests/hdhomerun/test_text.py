@@ -1,4 +1,4 @@
-"""Parsers of the devices' text values: every sample of the protocol doc (§5) exactly,
+"""The parser of the devices' /tunerN/debug text: every sample of the protocol doc (§5) exactly,
 table-driven bad inputs, and random text that may only parse or raise ParseError."""
 
 from __future__ import annotations
@@ -12,16 +12,11 @@ from otel_bare_metal.hdhomerun.text import (
     FilterSection,
     NetworkSection,
     ParseError,
-    Program,
-    StreamInfo,
     TransportSection,
     TunerDebug,
     TunerSection,
-    TunerStatus,
     parse_int,
     parse_tuner_debug,
-    parse_tuner_status,
-    parse_tuner_streaminfo,
 )
 
 # The four /tunerN/debug samples of the protocol doc, verbatim.
@@ -170,85 +165,6 @@ def test_parse_int(value: str, expected: int | None) -> None:
     assert parse_int(value) == expected
 
 
-# -- status ------------------------------------------------------------------------------------
-
-def test_status_idle() -> None:
-    assert parse_tuner_status("ch=none lock=none ss=0 snq=0 seq=0 bps=0 pps=0") == TunerStatus(
-        None, None, 0, 0, 0, 0, 0
-    )
-
-
-def test_status_locked() -> None:
-    s = parse_tuner_status("ch=8vsb:575000000 lock=8vsb ss=100 snq=98 seq=100 bps=19392658 pps=802\n")
-    assert s == TunerStatus("8vsb:575000000", "8vsb", 100, 98, 100, 19392658, 802)
-    assert s.locked
-
-
-def test_status_tolerates_units_and_unknown_keys() -> None:
-    s = parse_tuner_status("ch=qam:33 lock=qam256 ss=83(-10dBmV) snq=90(29dB) seq=100 extra=1")
-    assert (s.signal_strength, s.snr_quality, s.bps, s.pps) == (83, 90, None, None)
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["", "none", "ch=none lock=none\nch=none", "ss=1 snq=2", "ch=none ss=x", "ch=none junk", "ch=a ch=b"],
-)
-def test_status_bad_inputs(text: str) -> None:
-    with pytest.raises(ParseError):
-        parse_tuner_status(text)
-
-
-# -- streaminfo --------------------------------------------------------------------------------
-
-def test_streaminfo_idle() -> None:
-    assert parse_tuner_streaminfo("none") == StreamInfo()
-    assert parse_tuner_streaminfo("none\n") == StreamInfo()
-
-
-def test_streaminfo_programs() -> None:
-    text = (
-        "3: 49.1 WEDW-1\n"
-        "4: 49.2 WEDW-2 (encrypted)\n"
-        "5: 49.3 WEDW-3 (no data)\n"
-        "6: 0 (control)\n"
-        "7: 702\n"
-        "8: 49.4 SOME NAME (encrypted) (no data)\n"
-        "tsid=0x01F7\n"
-    )
-    info = parse_tuner_streaminfo(text)
-    assert info.tsid == 0x01F7
-    assert info.programs == (
-        Program(3, "49.1", "WEDW-1"),
-        Program(4, "49.2", "WEDW-2", ("encrypted",)),
-        Program(5, "49.3", "WEDW-3", ("no data",)),
-        Program(6, "0", "", ("control",)),
-        Program(7, "702", ""),
-        Program(8, "49.4", "SOME NAME", ("encrypted", "no data")),
-    )
-    assert info.programs[1].encrypted and info.programs[2].no_data and info.programs[3].control
-    assert not info.programs[0].encrypted
-
-
-def test_streaminfo_extra_keys_and_decimal_tsid() -> None:
-    info = parse_tuner_streaminfo("1: 2.1 ABC\ntsid=503\nonid=0x2174\n")
-    assert info.tsid == 503
-    assert dict(info.extra) == {"onid": "0x2174"}
-
-
-def test_streaminfo_program_without_vchannel() -> None:
-    assert parse_tuner_streaminfo("9: RADIO ONE\n").programs == (Program(9, None, "RADIO ONE"),)
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["", "garbage line", "x: 1.1 A", "3 49.1 WEDW", "tsid=0xZZ", "tsid=", "1: A (unclosed", "1: A ) B",
-     "tsid=" + "1" * 100],
-)
-def test_streaminfo_bad_inputs(text: str) -> None:
-    with pytest.raises(ParseError):
-        parse_tuner_streaminfo(text)
-
-
 # -- random text -------------------------------------------------------------------------------
 
 PARSER_EXAMPLES = 300
@@ -260,13 +176,8 @@ text_strategy = st.one_of(st.text(max_size=120), st.text(alphabet, max_size=120)
 @settings(max_examples=PARSER_EXAMPLES, deadline=None)
 @given(text_strategy)
 def test_random_text_only_result_or_parse_error(text: str) -> None:
-    for parser, kind in (
-        (parse_tuner_debug, TunerDebug),
-        (parse_tuner_status, TunerStatus),
-        (parse_tuner_streaminfo, StreamInfo),
-    ):
-        try:
-            result = parser(text)  # type: ignore[operator]
-        except ParseError:
-            continue
-        assert isinstance(result, kind)
+    try:
+        result = parse_tuner_debug(text)
+    except ParseError:
+        return
+    assert isinstance(result, TunerDebug)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from otel_bare_metal.hdhomerun import Faults, Simulator
+from otel_bare_metal.hdhomerun.simulator import Faults, Simulator
 from otel_bare_metal.hdhomerun.text import parse_tuner_debug
 from otel_bare_metal.sources.hdhomerun import Device, Discovered, Fleet
 

@@ -110,7 +110,7 @@ HDHOMERUN_EXPORTER = {
 
 
 def test_probe_in_classic_mode_is_drop_in_for_hdhomerun_exporter():
-    from otel_bare_metal.hdhomerun import Simulator
+    from otel_bare_metal.hdhomerun.simulator import Simulator
     from otel_bare_metal.hdhomerun.text import parse_tuner_debug
 
     with Simulator("127.0.0.1", 0, tuners=2, cablecard=True) as sim:
@@ -130,7 +130,7 @@ def test_probe_in_classic_mode_is_drop_in_for_hdhomerun_exporter():
 
 
 def test_configured_devices_in_classic_mode_carry_a_device_label():
-    from otel_bare_metal.hdhomerun import Simulator
+    from otel_bare_metal.hdhomerun.simulator import Simulator
 
     with Simulator("127.0.0.1", 0, tuners=1) as a, Simulator("127.0.0.1", 0, tuners=1) as b:
         with running_exporter("--metrics.naming=classic", f"--hdhomerun.device={a.address_text}",

@@ -8,7 +8,7 @@ import pytest
 from helpers import fetch, free_port, promtool_check_metrics, samples
 from otel_bare_metal.app import Config, Exporter
 from otel_bare_metal.exposition.allowlist import Allowlist, TargetNotAllowed, parse_rule
-from otel_bare_metal.hdhomerun import Faults, Simulator
+from otel_bare_metal.hdhomerun.simulator import Faults, Simulator
 from otel_bare_metal.hdhomerun.text import parse_tuner_debug
 from otel_bare_metal.telemetry.resource import build_resource
 
