@@ -95,8 +95,9 @@ def _rename(data: MetricsData, renames: dict[str, str]) -> MetricsData:
 
 def prometheus_renames() -> dict[str, str]:
     """instrument name → the name the reader must give it so that the exposition shows
-    ``Metric.prometheus`` (the reader appends no suffix to a unitless gauge)."""
-    return {m.name: m.prometheus for m in METRICS if m.prometheus}
+    ``Metric.prometheus_name``: an override, or ``_ratio`` on a ratio (the reader appends no
+    suffix for unit ``1``; Prometheus's OTLP translation does)."""
+    return {m.name: m.prometheus_name for m in METRICS if m.prometheus or m.ratio}
 
 
 class TextEncoder:

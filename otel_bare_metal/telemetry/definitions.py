@@ -51,7 +51,8 @@ class Metric:
     collector: str
     # The Prometheus name when the reader's own translation would be wrong: a name ending in
     # ``_count`` (``system.cpu.logical.count``) is reserved for histograms and summaries, and
-    # promtool rejects it.  The OTLP name stays the semantic-convention one.
+    # promtool rejects it.  The OTLP name stays the semantic-convention one (so through a
+    # Collector it is ``system_cpu_logical_count``: alerts and dashboards do not use it).
     prometheus: str | None = None
     classic: tuple[Classic, ...] = ()
 
@@ -67,7 +68,18 @@ class Metric:
         unit = map_unit(self.unit)
         if unit and not name.endswith("_" + unit):
             name += "_" + unit
+        if self.ratio and not name.endswith("_ratio"):
+            name += "_ratio"
         return name + "_total" if self.kind is Kind.COUNTER else name
+
+    @property
+    def ratio(self) -> bool:
+        """A gauge with unit ``1``: a true ratio (0 to 1).  Prometheus's OTLP translation
+        (``otlptranslator``, used by the Collector's ``prometheus`` and ``prometheus_remote_write``
+        exporters and by Prometheus's own OTLP receiver) appends ``_ratio`` to it, and so do we on
+        /metrics, so the name is the same on every path.  Everything else that is a plain number
+        (up, info, state and error gauges) has no unit at all, so no path adds a suffix."""
+        return self.unit == "1" and self.kind is Kind.GAUGE
 
 
 CPU = ("cpu.logical_number", "cpu.mode")
@@ -111,17 +123,17 @@ def _c(name: str, labels: Mapping[str, str], description: str, kind: Kind | None
 # hdhomerun_exporter's names where it has the figure (all gauges there, counters included);
 # our extra series follow its style.
 HDHOMERUN_METRICS: tuple[Metric, ...] = (
-    Metric("hdhomerun.up", Kind.GAUGE, "1", "1 when the HDHomeRun device answered this collection, else 0.", DEV, "hdhomerun",
+    Metric("hdhomerun.up", Kind.GAUGE, "", "1 when the HDHomeRun device answered this collection, else 0.", DEV, "hdhomerun",
            classic=_c("hdhomerun_up", CLASSIC_DEV, "Whether the device answered (extra).")),
     Metric("hdhomerun.scrape.duration", Kind.GAUGE, "s", "Time spent collecting this HDHomeRun device.", DEV, "hdhomerun",
            classic=_c("hdhomerun_scrape_duration_seconds", CLASSIC_DEV, "Time spent collecting the device (extra).")),
-    Metric("hdhomerun.device.info", Kind.GAUGE, "1", "Always 1; the device's model, hardware model, firmware version and id as attributes.",
+    Metric("hdhomerun.device.info", Kind.GAUGE, "", "Always 1; the device's model, hardware model, firmware version and id as attributes.",
            DEV + ("hdhomerun.model", "hdhomerun.hwmodel", "hdhomerun.version", "hdhomerun.device_id"), "hdhomerun",
            classic=_c("hdhomerun_device_info", _frozen({**CLASSIC_DEV, "hdhomerun.model": "model"}), "Metadata about the device.")),
     Metric("hdhomerun.tuner.count", Kind.GAUGE, "{tuner}", "Number of tuners the device has.", DEV, "hdhomerun",
            prometheus="hdhomerun_tuners",
            classic=_c("hdhomerun_tuners", CLASSIC_DEV, "Number of tuners the device has (extra).")),
-    _tuner("hdhomerun.tuner.info", Kind.GAUGE, "1", "Always 1; the channel asked for and the modulation locked (tun: line) as attributes.",
+    _tuner("hdhomerun.tuner.info", Kind.GAUGE, "", "Always 1; the channel asked for and the modulation locked (tun: line) as attributes.",
            ("hdhomerun.channel", "hdhomerun.lock"),
            _c("hdhomerun_tuner_info", _frozen({**CLASSIC_TUNER, "hdhomerun.channel": "channel", "hdhomerun.lock": "lock"}),
               "Metadata about each of the tuners available to a device.")),
@@ -150,7 +162,7 @@ HDHOMERUN_METRICS: tuple[Metric, ...] = (
            classic=_c("hdhomerun_tuner_crc_errors_total", CLASSIC_TUNER, "Transport stream CRC errors of this tuner (extra).")),
     _tuner("hdhomerun.tuner.network_errors", Kind.COUNTER, "{packet}", "Network packets dropped since the stream started (net: err).",
            classic=_c("hdhomerun_network_errors", CLASSIC_TUNER, "Number of device network errors for this tuner.", Kind.GAUGE)),
-    _tuner("hdhomerun.tuner.stream_stop_reason", Kind.GAUGE, "1",
+    _tuner("hdhomerun.tuner.stream_stop_reason", Kind.GAUGE, "",
            "Why the network stream stopped (net: stop): 0 running, 1 intentional, 2 ICMP reject, 3 connection loss, 4 HTTP closed.",
            classic=_c("hdhomerun_network_stop_reason", CLASSIC_TUNER, "Why the network stream stopped (extra).")),
     Metric("hdhomerun.cablecard.rate", Kind.GAUGE, "By/s", "CableCARD stream rate (cc: bps / 8); CableCARD models only.", DEV, "hdhomerun",
@@ -171,7 +183,7 @@ METRICS: tuple[Metric, ...] = (
            "Time the collector took to read its source in this collection.", ("collector",), "self",
            classic=(Classic("node_scrape_collector_duration_seconds", _frozen({"collector": "collector"}),
                             "node_exporter: Duration of a collector scrape."),)),
-    Metric("otel_bare_metal.collector.success", Kind.GAUGE, "1",
+    Metric("otel_bare_metal.collector.success", Kind.GAUGE, "",
            "1 when the collector read its source without error in this collection, else 0.", ("collector",), "self",
            classic=(Classic("node_scrape_collector_success", _frozen({"collector": "collector"}),
                             "node_exporter: Whether a collector succeeded."),)),
@@ -209,11 +221,11 @@ METRICS: tuple[Metric, ...] = (
            classic=(Classic("node_filesystem_files", CLASSIC_FS, "Filesystem total file nodes.", states=("used", "free")),
                     Classic("node_filesystem_files_free", CLASSIC_FS, "Filesystem total free file nodes.",
                             states=("free",)))),
-    Metric("system.filesystem.error", Kind.GAUGE, "1",
+    Metric("system.filesystem.error", Kind.GAUGE, "",
            "1 when statfs on the mount failed or timed out in this collection, else 0.", FS, "filesystem",
            classic=(Classic("node_filesystem_device_error", CLASSIC_FS,
                             "Whether an error occurred while getting statistics for the given device."),)),
-    Metric("system.filesystem.timeout", Kind.GAUGE, "1",
+    Metric("system.filesystem.timeout", Kind.GAUGE, "",
            "1 when the mount did not answer statfs within the timeout and is skipped until it answers again (a hung mount).",
            FS, "filesystem"),
 ) + HDHOMERUN_METRICS

@@ -132,7 +132,7 @@ def test_prometheus_probes_tuners_through_the_exporter(prometheus):
             query = prometheus(base.removeprefix("http://"), PROBE_CONFIG, tuners=tuners)
             up = poll(query, 'up{job="hdhomerun"}', lambda r: len(r) == 2 and all(x["value"][1] == "1" for x in r))
             assert {r["metric"]["instance"] for r in up} == {a.address_text, b.address_text}
-            ss = poll(query, "hdhomerun_tuner_signal_strength", lambda r: len(r) == 5)
+            ss = poll(query, "hdhomerun_tuner_signal_strength_ratio", lambda r: len(r) == 5)
             per_instance = {}
             for r in ss:
                 per_instance.setdefault(r["metric"]["instance"], set()).add(r["metric"]["hdhomerun_tuner"])

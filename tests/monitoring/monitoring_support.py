@@ -65,8 +65,9 @@ VARIANTS = {
     "classic": {"alerts": "alerts-classic.yml", "tests": "alerts-classic_test.yml", "dashboard": "dashboard-classic.json"},
 }
 
-# Series Prometheus adds that the classic rules may use: the scrape's health and alert state.
-CLASSIC_PROMETHEUS_SERIES = {"up", "ALERTS"}
+# Series Prometheus adds that the classic rules may use: the scrape's health, the resource (target_info,
+# the push paths' "exporter gone" signal) and alert state.
+CLASSIC_PROMETHEUS_SERIES = {"up", "target_info", "ALERTS"}
 
 
 def classic_names() -> set[str]:

@@ -24,6 +24,7 @@ REQUIRED = {
     "transport/CRC errors": r"StreamErrors",
     "CPU saturated": r"CPUSaturated",
     "exporter down": r"ExporterDown",
+    "pushing exporter gone": r"ExporterAbsent",
 }
 
 

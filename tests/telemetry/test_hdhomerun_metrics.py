@@ -51,7 +51,7 @@ def test_values_end_to_end(sim):
     assert dict(info[1])["hdhomerun_model"]
     # signal: percent → ratio (the simulator's values drift slowly, so compare loosely)
     for n in (1, 2, 3):
-        [ss] = series(s, "hdhomerun_tuner_signal_strength", hdhomerun_tuner=str(n)).values()
+        [ss] = series(s, "hdhomerun_tuner_signal_strength_ratio", hdhomerun_tuner=str(n)).values()
         assert 0.0 < ss <= 1.0 and abs(ss - debug[n].tun.signal_strength / 100) <= 0.05
         [rate] = series(s, "hdhomerun_tuner_transport_rate_bytes_per_second", hdhomerun_tuner=str(n)).values()
         assert abs(rate - debug[n].ts.bps / 8) <= 0.05 * debug[n].ts.bps / 8
@@ -60,7 +60,7 @@ def test_values_end_to_end(sim):
     # counters are counters
     assert series(s, "hdhomerun_tuner_crc_errors_total") and series(s, "hdhomerun_tuner_network_errors_total")
     assert "# TYPE hdhomerun_tuner_transport_errors_total counter" in body
-    assert "# TYPE hdhomerun_tuner_signal_strength gauge" in body
+    assert "# TYPE hdhomerun_tuner_signal_strength_ratio gauge" in body
     # CableCARD once per device, not per tuner
     assert len(series(s, "hdhomerun_cablecard_rate_bytes_per_second")) == 1
     result = promtool_check_metrics(body)
