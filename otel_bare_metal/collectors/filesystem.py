@@ -13,19 +13,35 @@ FLAGS = (
          field="mount_points_exclude"),
     Flag("--collector.filesystem.fs-types-exclude", DEFAULT_FS_TYPES_EXCLUDE, "Regexp of filesystem types to exclude.",
          field="fs_types_exclude"),
-    Flag("--collector.filesystem.mount-points-include", "", "Regexp of mount points to include (default: all).",
+    Flag("--collector.filesystem.mount-points-include", "",
+         "Regexp of mount points to include (default: all); replaces the default exclude, not with an exclude.",
          field="mount_points_include"),
-    Flag("--collector.filesystem.fs-types-include", "", "Regexp of filesystem types to include (default: all).",
+    Flag("--collector.filesystem.fs-types-include", "",
+         "Regexp of filesystem types to include (default: all); replaces the default exclude, not with an exclude.",
          field="fs_types_include"),
     Flag("--collector.filesystem.mount-timeout", 5.0, "Seconds to wait for statfs on a mount before marking it hung.",
          field="mount_timeout"),
 )
 
 
+def _exclude(options: Options, what: str, default: str) -> str:
+    """node_exporter 1.8+ (collector/filesystem_common.go): an include pattern replaces the
+    default exclude, and an include given together with an exclude is a start-up error.
+    (An exclude equal to the default counts as not given.)"""
+    include, exclude = options[f"{what}_include"], options[f"{what}_exclude"]
+    if not include:
+        return exclude
+    flag = what.replace("_", "-")
+    if exclude and exclude != default:
+        raise ValueError(f"--collector.filesystem.{flag}-exclude and --collector.filesystem.{flag}-include "
+                         "are mutually exclusive")
+    return ""
+
+
 def _filter(options: Options) -> MountFilter:
     return MountFilter(
-        mount_points_exclude=options["mount_points_exclude"],
-        fs_types_exclude=options["fs_types_exclude"],
+        mount_points_exclude=_exclude(options, "mount_points", DEFAULT_MOUNT_POINTS_EXCLUDE),
+        fs_types_exclude=_exclude(options, "fs_types", DEFAULT_FS_TYPES_EXCLUDE),
         mount_points_include=options["mount_points_include"],
         fs_types_include=options["fs_types_include"],
     )

@@ -173,7 +173,8 @@ def parse_mountinfo(text: str) -> MountTable:
                 mountpoint=unescape_octal(fields[4]),
                 device=unescape_octal(fields[sep + 2]),
                 fstype=unescape_octal(fields[sep + 1]),
-                readonly="ro" in options or "ro" in super_options,
+                # node_exporter 1.8+: a superblock flagged emergency_ro (ext4 after errors) is read-only too
+                readonly="ro" in options or "ro" in super_options or "emergency_ro" in super_options,
                 major_minor=fields[2],
                 root=unescape_octal(fields[3]),
             )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from otel_bare_metal._otel_compat import map_unit
 from opentelemetry.metrics import Observation
 
 from otel_bare_metal import limits
@@ -22,10 +21,11 @@ def instrument_for(parent: Metric, classic: Classic, drop: frozenset[str] = froz
     """The instrument whose Prometheus rendering is exactly ``classic.name``."""
     kind = classic.kind or parent.kind
     name = classic.name[: -len("_total")] if kind is Kind.COUNTER and classic.name.endswith("_total") else classic.name
-    suffix = map_unit(parent.unit)
-    unit = parent.unit if suffix and name.endswith("_" + suffix) else ""  # a unit the name lacks would add a suffix
+    # No unit: the classic name already says it, and a unit would make a translator add it again
+    # (the Collector's prometheus exporters render a pushed hdhomerun_tuner_raw_bytes_per_second
+    # with unit By/s as ..._bytes_per_second_per_second).
     labels = tuple(label for attr, label in classic.labels.items() if attr not in drop)
-    return Metric(name, kind, unit, classic.description, labels, parent.collector)
+    return Metric(name, kind, "", classic.description, labels, parent.collector)
 
 
 def classic_observer(classic: Classic, observe: Observer, drop: frozenset[str] = frozenset()) -> Observer:

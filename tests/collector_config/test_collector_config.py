@@ -1,11 +1,10 @@
-"""The OpenTelemetry Collector configurations in collector-config/.
+"""The OpenTelemetry Collector configurations in collector-config/: their shape and conventions.
 
-No Collector binary can run here, so this checks what the Collector would reject at start-up
-(unknown or unused components, pipelines naming undefined ones, bad shapes, a bare "$" the
-Collector would mangle), runs every embedded Prometheus scrape config through the real
-`promtool check config`, runs the HDHomeRun fleet relabelling in a real Prometheus against a
-loopback HTTP server, and replays the OTTL resource statements on the resources that pushed and
-scraped otel-bare-metal instances produce, to show `job`, `instance` and `host.name` line up.
+The real Collector runs them in test_collector_real.py (validate, start-up log, end to end).
+Here: the conventions the Collector does not enforce (components defined and used, current
+component names, memory_limiter first, exporter-side batching instead of the batch processor,
+a bare "$" the Collector would mangle), and every embedded Prometheus scrape config through the
+real `promtool check config`.
 """
 
 from __future__ import annotations
@@ -32,14 +31,16 @@ yaml = pytest.importorskip("yaml")
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "collector-config"
 FILES = sorted(CONFIG_DIR.glob("*.yaml"))
-COLLECTOR_VERSION = "v0.139.0"
+COLLECTOR_VERSION = "v0.161.0"
 
-# Component types of otelcol-contrib that these configurations may use; a typo is an error.
+# Current component type names these configurations may use; a typo or an old name
+# (otlp/otlphttp exporters, prometheusremotewrite, resourcedetection) is an error.
+# test_collector_real.py checks that our Collector has every one of them.
 KNOWN = {
     "receivers": {"otlp", "prometheus"},
-    "processors": {"batch", "memory_limiter", "resourcedetection", "resource", "transform", "k8sattributes", "filter"},
-    "exporters": {"otlp", "otlphttp", "prometheus", "prometheusremotewrite", "debug"},
-    "extensions": {"health_check", "pprof", "zpages"},
+    "processors": {"memory_limiter", "resource", "transform", "filter"},
+    "exporters": {"otlp_grpc", "otlp_http", "prometheus", "prometheus_remote_write", "debug"},
+    "extensions": {"health_check"},
 }
 KINDS = ("receivers", "processors", "exporters")
 PIPELINE_KEYS = {"receivers", "processors", "exporters"}
@@ -162,8 +163,7 @@ def test_components_defined_used_and_known(path: Path) -> None:
         procs = pipeline.get("processors") or []
         if "memory_limiter" in procs:
             assert procs[0] == "memory_limiter", f"{name}: memory_limiter must come first"
-        batches = [p for p in procs if _type(p) == "batch"]
-        assert batches and procs[-1] == batches[-1], f"{name}: batch must be there, and last"
+        assert "batch" not in {_type(p) for p in procs}, f"{name}: batch in the exporter (sending_queue.batch), not a processor"
     for kind in KINDS:
         defined = set(cfg.get(kind) or {})
         assert defined == used[kind], f"{kind} defined but in no pipeline: {sorted(defined - used[kind])}"
@@ -208,15 +208,19 @@ def test_component_settings(path: Path) -> None:
                 assert group["context"] == "resource"
                 assert group["statements"]
     for cid, exp in (cfg.get("exporters") or {}).items():
-        if _type(cid) in ("prometheus", "prometheusremotewrite"):
-            assert "enabled" in exp["resource_to_telemetry_conversion"], f"{cid}: say whether resource attributes become labels"
-        if _type(cid) == "otlp":
+        assert "resource_to_telemetry_conversion" not in exp, f"{cid}: deprecated, use resource_constant_labels"
+        if _type(cid) == "prometheus_remote_write":
+            assert exp["http"]["endpoint"], f"{cid}: client settings belong under http (top level is deprecated)"
+        if _type(cid) == "otlp_grpc":
             assert exp["endpoint"]
+            assert exp["sending_queue"]["batch"]["flush_timeout"], f"{cid}: batch in the exporter"
 
 
 def test_mixed_shop_copies_resource_attributes_to_labels() -> None:
     cfg = _load(CONFIG_DIR / "mixed-shop.yaml")
-    assert cfg["exporters"]["prometheus"]["resource_to_telemetry_conversion"]["enabled"] is True
+    included = cfg["exporters"]["prometheus"]["resource_constant_labels"]["included"]
+    assert {"host.name", "k8s.node.name", "k8s.cluster.name"} <= set(included)
+    assert not {"service.name", "service.instance.id"} & set(included), "those are job and instance already"
     assert set(cfg["receivers"]) == {"otlp", "prometheus"}
 
 
@@ -239,6 +243,9 @@ SCRAPE_CASES = [(p, rid) for p in FILES for rid in _prometheus_receivers(_load(p
 @pytest.mark.parametrize("path,receiver", SCRAPE_CASES, ids=[f"{p.name}:{r}" for p, r in SCRAPE_CASES])
 def test_promtool_check_config(tmp_path: Path, path: Path, receiver: str) -> None:
     prom = expand_all(_load(path)["receivers"][receiver]["config"], TEST_ENV)
+    # Debian's promtool (2.42) predates scrape_protocols (Prometheus 2.49); the Collector's
+    # receiver (Prometheus 3) reads it, and test_collector_real.py runs it there.
+    assert prom["global"].pop("scrape_protocols") == ["PrometheusText0.0.4"]
     if not _promtool_knows_kubernetes_sd(tmp_path):
         # Debian builds Prometheus without Kubernetes discovery: check that block here and let
         # promtool check everything else (relabelling included) with a static target in its place.
@@ -283,283 +290,3 @@ def _promtool_knows_kubernetes_sd(tmp_path: Path) -> bool:
         done = subprocess.run([PROMTOOL, "check", "config", str(probe)], capture_output=True, text=True, timeout=30)
         _K8S_SD_SUPPORT["k8s"] = done.returncode == 0
     return _K8S_SD_SUPPORT["k8s"]
-
-
-# ----------------------------------------------------------------- the /probe relabelling, for real
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Recorder(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, list[str]]]] = []
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _RecordingHandler)
-
-
-class _RecordingHandler(http.server.BaseHTTPRequestHandler):
-    server: _Recorder
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        url = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(url.query)
-        with self.server.lock:
-            self.server.calls.append((url.path, query))
-        device = (query.get("target") or ["self"])[0]
-        body = f'# TYPE hdhomerun_up gauge\nhdhomerun_up{{hdhomerun_device="{device}"}} 1\n'.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (Debian package 'prometheus')")
-def test_fleet_relabelling_in_a_real_prometheus(tmp_path: Path) -> None:
-    recorder = _Recorder()
-    threading.Thread(target=recorder.serve_forever, daemon=True).start()
-    exporter = f"127.0.0.1:{recorder.server_address[1]}"
-    cfg = _load(CONFIG_DIR / "hdhomerun-fleet.yaml")
-    prom = expand_all(cfg["receivers"]["prometheus/hdhomerun"]["config"], {"HDHOMERUN_EXPORTER_ADDRESS": exporter})
-    prom["global"] = {"scrape_interval": "1s", "scrape_timeout": "1s"}
-    (probe_job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "hdhomerun"]
-    # Same relabel rules; loopback tuners, so nothing could leave this machine even if they were wrong.
-    tuners = ["127.0.0.2", "127.0.0.3:65001"]
-    for group in probe_job["static_configs"]:
-        group["targets"] = []
-    probe_job["static_configs"][0]["targets"] = tuners
-    for job in prom["scrape_configs"]:
-        for group in job.get("static_configs", []):
-            for t in group["targets"]:
-                assert t.startswith("127."), t
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prom, sort_keys=False), encoding="utf-8")
-    web = f"127.0.0.1:{_free_port()}"
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address={web}",
-            "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        wanted = set(tuners)
-
-        def probed() -> set[str]:
-            with recorder.lock:
-                return {q["target"][0] for p, q in recorder.calls if p == "/probe" and "target" in q}
-
-        while probed() < wanted and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-        if not probed() >= wanted:
-            os.killpg(proc.pid, signal.SIGTERM)
-            _, err = proc.communicate(timeout=10)
-            pytest.fail(f"prometheus called {recorder.calls!r}; stderr: {err.decode(errors='replace')[-2000:]}")
-        with recorder.lock:
-            calls = list(recorder.calls)
-        for path, query in calls:
-            if path == "/probe":
-                assert list(query) == ["target"] and len(query["target"]) == 1
-
-        with urllib.request.urlopen(f"http://{web}/api/v1/targets?state=active", timeout=5) as r:
-            targets = json.load(r)["data"]["activeTargets"]
-        probes = {t["labels"]["instance"]: t for t in targets if t["labels"]["job"] == "hdhomerun"}
-        assert set(probes) == wanted
-        for tuner, t in probes.items():
-            assert t["scrapeUrl"] == f"http://{exporter}/probe?target={urllib.parse.quote(tuner, safe='')}"
-            assert t["labels"]["site"] == "home"
-            assert t["discoveredLabels"]["__address__"] == tuner
-        (own,) = [t for t in targets if t["labels"]["job"] == "hdhomerun-exporter"]
-        assert own["scrapeUrl"] == f"http://{exporter}/metrics"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        recorder.shutdown()
-        recorder.server_close()
-
-
-# ----------------------------------------------------------------- resources line up (OTTL replay)
-
-_ATTR = r'attributes\["([^"]+)"\]'
-_STR = r'"((?:[^"\\]|\\.)*)"'
-
-
-def _condition(cond: str | None, attrs: dict[str, Any]) -> bool:
-    if cond is None:
-        return True
-    result = True
-    for clause in cond.split(" and "):
-        clause = clause.strip()
-        if m := re.fullmatch(_ATTR + r" (==|!=) nil", clause):
-            present = m.group(1) in attrs
-            result &= present if m.group(2) == "!=" else not present
-        elif m := re.fullmatch(_ATTR + r" (==|!=) " + _STR, clause):
-            equal = attrs.get(m.group(1)) == m.group(3)
-            result &= equal if m.group(2) == "==" else not equal
-        else:
-            raise AssertionError(f"the OTTL replay does not know the condition {clause!r}: teach it")
-    return result
-
-
-def run_ottl(statement: str, attrs: dict[str, Any]) -> None:
-    """Apply one resource-context OTTL statement (the forms these files use) to ``attrs``."""
-    body, _, cond = statement.partition(" where ")
-    cond = cond or None
-    if not _condition(cond, attrs):
-        return
-    if m := re.fullmatch(r"set\(" + _ATTR + r", " + _ATTR + r"\)", body):
-        if m.group(2) in attrs:
-            attrs[m.group(1)] = attrs[m.group(2)]
-    elif m := re.fullmatch(r"set\(" + _ATTR + r", " + _STR + r"\)", body):
-        attrs[m.group(1)] = m.group(2)
-    elif m := re.fullmatch(r"delete_key\(attributes, " + _STR + r"\)", body):
-        attrs.pop(m.group(1), None)
-    elif m := re.fullmatch(r"delete_matching_keys\(attributes, " + _STR + r"\)", body):
-        pattern = re.compile(m.group(1))
-        for key in [k for k in attrs if pattern.search(k)]:
-            del attrs[key]
-    elif m := re.fullmatch(r"keep_keys\(attributes, \[(.*)\]\)", body):
-        keep = set(re.findall(_STR, m.group(1)))
-        for key in [k for k in attrs if k not in keep]:
-            del attrs[key]
-    else:
-        raise AssertionError(f"the OTTL replay does not know the statement {body!r}: teach it")
-
-
-def run_processors(cfg: dict[str, Any], pipeline: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    attrs = dict(attrs)
-    for pid in cfg["service"]["pipelines"][pipeline].get("processors") or []:
-        proc = cfg["processors"][pid]
-        if _type(pid) == "transform":
-            for group in proc["metric_statements"]:
-                for statement in group["statements"]:
-                    run_ottl(statement, attrs)
-        elif _type(pid) == "resource":
-            for action in proc["attributes"]:
-                if action["action"] == "insert" and action["key"] not in attrs:
-                    attrs[action["key"]] = action["value"]
-                elif action["action"] == "upsert":
-                    attrs[action["key"]] = action["value"]
-                elif action["action"] == "delete":
-                    attrs.pop(action["key"], None)
-    return attrs
-
-
-def prometheus_labels(resource: dict[str, Any], to_labels: bool) -> dict[str, str]:
-    """job/instance as the Collector's Prometheus exporters derive them (+ resource labels if enabled)."""
-    ns, name = resource.get("service.namespace"), resource.get("service.name")
-    labels = {"job": f"{ns}/{name}" if ns else name, "instance": resource.get("service.instance.id")}
-    if to_labels:
-        for k, v in resource.items():
-            labels.setdefault(re.sub(r"[^A-Za-z0-9_]", "_", k), str(v))
-    return labels
-
-
-# What the exporter's SDK resource is on node-a (service.*, host.*, os.type, k8s.* and the user's attributes).
-SDK_RESOURCE = {
-    "service.name": "otel-bare-metal",
-    "service.version": "1.2.0",
-    "service.instance.id": "6f1c2a4e-0000-4000-8000-123456789abc",
-    "host.name": "node-a",
-    "host.arch": "amd64",
-    "os.type": "linux",
-    "k8s.node.name": "node-a",
-    "k8s.pod.name": "otel-bare-metal-x7k2p",
-    "deployment.environment": "prod",
-    "telemetry.sdk.language": "python",
-    "telemetry.sdk.name": "opentelemetry",
-    "telemetry.sdk.version": "1.45.2",
-}
-
-
-def pushed_resource() -> dict[str, Any]:
-    return dict(SDK_RESOURCE)
-
-
-def scraped_resource(job: str, instance: str, scheme: str = "http", sd: dict[str, str] | None = None) -> dict[str, Any]:
-    """What the prometheus receiver makes of a scrape of the same exporter (CreateResource + target_info)."""
-    host, _, port = instance.rpartition(":") if re.search(r":\d+\Z", instance) else (instance, "", "")
-    attrs = {"service.name": job, "service.instance.id": instance, "server.address": host, "server.port": port, "url.scheme": scheme}
-    attrs.update(sd or {})
-    # target_info: one label per resource attribute, dots turned into underscores (minus job/instance).
-    attrs.update({re.sub(r"[^A-Za-z0-9_]", "_", k): v for k, v in SDK_RESOURCE.items()})
-    return attrs
-
-
-def _scraped_instance(cfg: dict[str, Any], address: str, sd: dict[str, str] | None = None) -> str:
-    """Apply the job's instance relabelling (only the simple forms used here) to a target address."""
-    (rcv,) = _prometheus_receivers(cfg).values()
-    (job,) = expand_all(rcv["config"], TEST_ENV)["scrape_configs"]
-    labels = {"__address__": address, **(sd or {})}
-    instance = address
-    for rule in job.get("relabel_configs", []):
-        if rule.get("target_label") != "instance":
-            continue
-        value = ";".join(labels.get(s, "") for s in rule["source_labels"])
-        m = re.fullmatch(rule.get("regex", "(.*)"), value)
-        if m:
-            instance = m.expand(rule.get("replacement", "$1").replace("$", "\\"))
-    return instance
-
-
-def test_pull_and_push_line_up() -> None:
-    push = _load(CONFIG_DIR / "push.yaml")
-    pushed = run_processors(push, "metrics", pushed_resource())
-    for name, sd in (
-        ("pull.yaml", None),
-        (
-            "pull-kubernetes.yaml",
-            {"__meta_kubernetes_pod_node_name": "node-a"},
-        ),
-    ):
-        cfg = _load(CONFIG_DIR / name)
-        instance = _scraped_instance(cfg, "10.0.0.7:9464", sd)
-        k8s = {"k8s.node.name": "node-a", "k8s.pod.name": "otel-bare-metal-x7k2p", "k8s.namespace.name": "monitoring"} if sd else None
-        scraped = run_processors(cfg, "metrics", scraped_resource("otel-bare-metal", instance, sd=k8s))
-        p, s = prometheus_labels(pushed, False), prometheus_labels(scraped, False)
-        assert p == s == {"job": "otel-bare-metal", "instance": "node-a"}, name
-        assert scraped["host.name"] == pushed["host.name"] == "node-a", name
-        assert not [k for k in scraped if "_" in k and "." not in k], f"{name}: target_info names left: {scraped}"
-
-
-def test_mixed_shop_series_get_identical_labels() -> None:
-    cfg = _load(CONFIG_DIR / "mixed-shop.yaml")
-    instance = _scraped_instance(cfg, "legacy-a.example.internal:9464")
-    assert instance == "legacy-a.example.internal"
-    pushed = run_processors(cfg, "metrics", pushed_resource())
-    scraped = run_processors(cfg, "metrics", scraped_resource("otel-bare-metal", instance))
-    assert pushed == scraped
-    labels = prometheus_labels(pushed, True)
-    assert labels == prometheus_labels(scraped, True)
-    assert labels["job"] == "otel-bare-metal" and labels["instance"] == "node-a" and labels["host_name"] == "node-a"
-    assert not any(k.startswith("telemetry_sdk") for k in labels)
-    # A /probe scrape through the same Collector keeps its per-tuner instance.
-    probe = scraped_resource("hdhomerun", "192.0.2.10")
-    assert run_processors(cfg, "metrics", probe)["service.instance.id"] == "192.0.2.10"
-
-
-def test_fleet_resource_is_the_tuner() -> None:
-    cfg = _load(CONFIG_DIR / "hdhomerun-fleet.yaml")
-    tuner = run_processors(cfg, "metrics/hdhomerun", scraped_resource("hdhomerun", "192.0.2.10"))
-    assert prometheus_labels(tuner, False) == {"job": "hdhomerun", "instance": "192.0.2.10"}
-    assert tuner["hdhomerun.exporter.host"] == "node-a"
-    assert not [k for k in tuner if "_" in k and "." not in k], tuner

@@ -24,7 +24,7 @@ FIXTURE_ARGS = (f"--path.procfs={FIXTURES / 'proc'}", f"--path.rootfs={FIXTURES 
 
 # Values that depend on the machine (statfs of the checkout's disk, timings, versions).
 _VOLATILE = re.compile(
-    r"^((?:system_filesystem_(?:usage_bytes|limit_bytes|utilization|inodes_usage)|otel_bare_metal_collector_duration_seconds)\{.*\}) \S+$"
+    r"^((?:system_filesystem_(?:usage_bytes|limit_bytes|utilization_ratio|inodes_usage)|otel_bare_metal_collector_duration_seconds)\{.*\}) \S+$"
 )
 
 
