@@ -75,7 +75,8 @@ SERVE_FLAGS: list[Flag] = [
     Flag("--path.sysfs", "/sys", "sysfs mountpoint.", field="sysfs"),
     Flag("--path.rootfs", "/", "rootfs mountpoint (the host's / when running in a container).", field="rootfs"),
     Flag("--collector.disable-defaults", False, "Set all collectors to disabled by default.", field="disable_defaults"),
-    Flag("--otlp.endpoint", "", "Push OTLP to this endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT / _METRICS_ENDPOINT).",
+    Flag("--otlp.endpoint", "", "Where OTLP goes when OTEL_METRICS_EXPORTER includes otlp (else OTEL_EXPORTER_OTLP_ENDPOINT / "
+         "_METRICS_ENDPOINT).",
          field="otlp_endpoint"),
     Flag("--otlp.protocol", "", "grpc or http/protobuf (else OTEL_EXPORTER_OTLP_PROTOCOL; default http/protobuf).",
          field="otlp_protocol"),
@@ -179,6 +180,10 @@ def _otel_environment(otlp_endpoint: str, environ: Mapping[str, str]) -> tuple[f
     exporters, warnings = otelenv.metrics_exporters(environ)
     disabled, more = otelenv.sdk_disabled(environ)
     _, listen_warnings = otelenv.prometheus_listen_address(environ)
+    if "otlp" in exporters and not disabled:
+        from otel_bare_metal.exposition.otlp import protocol_warnings
+
+        listen_warnings = listen_warnings + protocol_warnings(environ)
     for warning in warnings + more + listen_warnings:
         log.warning(warning)
     if otlp_endpoint and "otlp" not in exporters and not disabled:

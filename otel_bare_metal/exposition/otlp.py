@@ -50,11 +50,31 @@ class Push:
     destination: str
 
 
+def _env_protocol(environ: Mapping[str, str]) -> tuple[str, list[str]]:
+    """The protocol the environment names, by the specification's Enum rule: an unknown value is
+    a warning and is ignored (the next variable, else the default, applies)."""
+    warnings = []
+    for name in ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        value = (environ.get(name) or "").strip()
+        if not value:
+            continue
+        if value in PROTOCOLS:
+            return value, warnings
+        warnings.append(f"{name}={value!r} is not grpc or http/protobuf; ignoring it")
+    return "http/protobuf", warnings
+
+
 def protocol(environ: Mapping[str, str], flag: str = "") -> str:
-    value = (flag or environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip()
-    if value not in PROTOCOLS:
-        raise OTLPConfigError(f"OTLP protocol {value!r}: want grpc or http/protobuf")
-    return value
+    """``--otlp.protocol`` (a bad value is an error), else the environment (a bad value is ignored)."""
+    if flag:
+        if flag.strip() not in PROTOCOLS:
+            raise OTLPConfigError(f"--otlp.protocol {flag!r}: want grpc or http/protobuf")
+        return flag.strip()
+    return _env_protocol(environ)[0]
+
+
+def protocol_warnings(environ: Mapping[str, str]) -> list[str]:
+    return _env_protocol(environ)[1]
 
 
 def _with_metrics_path(url: str) -> str:

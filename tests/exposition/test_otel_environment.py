@@ -16,7 +16,7 @@ from helpers import FIXTURES, ROOT, fetch, free_port, wait_for_http
 from logfmt_strict import check_promslog, parse_logfmt
 from otlp_receiver import OTLPReceiver
 from otel_bare_metal.exposition import otelenv
-from otel_bare_metal.exposition.otlp import otlp_endpoint, redact
+from otel_bare_metal.exposition.otlp import otlp_endpoint, protocol, protocol_warnings, redact
 
 
 @pytest.mark.parametrize("value,expected,warned", [
@@ -224,3 +224,22 @@ def test_otlp_endpoint_flag_without_otlp_selected_is_a_warning():
     finally:
         _, records = run.stop()
     assert any(r["level"] == "warn" and "--otlp.endpoint" in r["msg"] for r in records)
+
+
+@pytest.mark.parametrize("environ,expected,warned", [
+    ({}, "http/protobuf", False),
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "grpc", False),
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf"}, "http/protobuf", False),
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "smoke"}, "http/protobuf", True),            # unknown Enum value: warned, ignored
+    ({"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/json", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "grpc", True),
+])
+def test_protocol_variables_follow_the_enum_rule(environ, expected, warned):
+    assert protocol(environ) == expected and bool(protocol_warnings(environ)) == warned
+
+
+def test_protocol_flag_wins_and_a_bad_flag_is_an_error():
+    from otel_bare_metal.exposition.otlp import OTLPConfigError
+
+    assert protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, "grpc") == "grpc"
+    with pytest.raises(OTLPConfigError, match="--otlp.protocol"):
+        protocol({}, "smoke")

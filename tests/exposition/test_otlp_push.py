@@ -149,9 +149,9 @@ def test_otlp_only_turns_the_metrics_page_off():
 
 
 @pytest.mark.parametrize("env,message", [
-    ({"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "smoke"}, "protocol"),
+    ({"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}, "--otlp.protocol"),
 ])
 def test_bad_otlp_settings_are_one_line(env, message):
-    result = subprocess.run([sys.executable, "-m", "otel_bare_metal"], capture_output=True, text=True, timeout=30,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    result = subprocess.run([sys.executable, "-m", "otel_bare_metal", "--otlp.protocol=smoke"], capture_output=True,
+                            text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
