@@ -52,8 +52,10 @@ def wait_ready(port: int, path: str = "/metrics", timeout: float = 20.0) -> None
 
 
 @contextmanager
-def server(cmd: list[str], port: int, ready_path: str = "/metrics", env: dict | None = None):
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+def server(cmd: list[str], port: int, ready_path: str = "/metrics", env: dict | None = None, preexec_fn=None,
+           cwd: str | None = None):
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})},
+                            preexec_fn=preexec_fn, cwd=cwd)  # fmt: skip
     try:
         wait_ready(port, ready_path)
         yield proc

@@ -1,6 +1,7 @@
 """Slow and big clients against the exporter, with node_exporter beside it as the yardstick (issue 16 item 3).
 
-For each server, in one run and under the same attacks:
+Each server starts with a soft open files limit of 1 024 (``--nofile``), the usual default, and runs
+alone. For each server, in one run and under the same attacks:
 
 1. **baseline**: a well-behaved client scrapes ``/metrics`` (a new connection each time, 5 s timeout);
 2. **slowloris**: ``--connections`` (1 000) connections each send a request line, then one header byte
@@ -171,7 +172,7 @@ def big_headers(port: int, connections: int, seconds: float) -> dict:
     def one() -> None:
         while time.monotonic() < stop:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
                     opened[0] += 1
                     s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
                     for _ in range(99):
@@ -218,9 +219,24 @@ def phase(name: str, pid: int, port: int, seconds: float, attack=None) -> dict:
     }  # fmt: skip
 
 
-def run_one(label: str, cmd: list[str], port: int, args: argparse.Namespace, env: dict | None = None) -> list[dict]:
+def soft_nofile(limit: int):
+    """A preexec function: start the server with this soft open files limit (the hard one unchanged), as
+    a login session or systemd's default (1 024) gives it. Each server may raise it itself (Go does)."""
+
+    def set_limit() -> None:
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
+
+    return set_limit
+
+
+def run_one(label: str, cmd: list[str], port: int, args: argparse.Namespace, tree: str | None = None) -> list[dict]:
     rows = []
-    with server(cmd, port, env=env) as proc:
+    # python -m puts the working directory first on sys.path: run another tree from inside it.
+    env, cwd = ({"PYTHONPATH": tree}, tree) if tree else (None, None)
+    with server(cmd, port, env=env, preexec_fn=soft_nofile(args.nofile), cwd=cwd) as proc:
         time.sleep(1.0)
         rows.append(phase("baseline", proc.pid, port, args.baseline))
         rows.append(phase(f"slowloris ×{args.connections}", proc.pid, port, args.seconds,
@@ -235,7 +251,7 @@ def run_one(label: str, cmd: list[str], port: int, args: argparse.Namespace, env
 
 
 def run(quick: bool = False, connections: int = 1000) -> list[dict]:
-    args = argparse.Namespace(quick=quick, connections=connections, tick=1.0,
+    args = argparse.Namespace(quick=quick, connections=connections, tick=1.0, nofile=1024,
                               seconds=10.0 if quick else 25.0, baseline=3.0 if quick else 5.0)  # fmt: skip
     return measure(args)
 
@@ -248,7 +264,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
     if getattr(args, "tree", None):  # another checkout, e.g. before the fix
         port = free_port()
         rows += run_one(f"otel-bare-metal ({os.path.basename(args.tree.rstrip('/'))})", ours(port), port, args,
-                        env={"PYTHONPATH": os.path.abspath(args.tree)})  # fmt: skip
+                        tree=os.path.abspath(args.tree))  # fmt: skip
     port = free_port()
     rows += run_one("node_exporter", node_exporter(port), port, args)
     return rows
@@ -297,6 +313,7 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=1000, help="slowloris connections (default 1000)")
     p.add_argument("--tick", type=float, default=1.0, help="seconds between a slowloris connection's bytes")
     p.add_argument("--seconds", type=float, default=None, help="length of each attack")
+    p.add_argument("--nofile", type=int, default=1024, help="soft open files limit the servers start with (default 1024)")
     p.add_argument("--tree", help="also measure the exporter of this source tree (e.g. a checkout before the fix)")
     args = p.parse_args()
     args.seconds = args.seconds or (10.0 if args.quick else 25.0)
