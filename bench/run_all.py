@@ -147,7 +147,7 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
     w = results.get("slowloris")
     if w:
         ok, text = slowloris.verdict(w)
-        out.append(("/metrics within 1 s during a 1 000-connection slowloris and a big-header attack, RSS bounded (issue 16)", text, ok))
+        out.append(("/metrics within 1 s during a 1 000-connection slowloris and a big-header attack, RSS bounded", text, ok))
     else:
         out.append(("/metrics within 1 s during slowloris and big headers", "", None))
     return out
@@ -282,7 +282,7 @@ def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, 
         doc += ["", "## Soak", "", soak.table(s)]
     w = results.get("slowloris")
     if w:
-        doc += ["", "## Slow and big clients (issue 16)", "",
+        doc += ["", "## Slow and big clients", "",
                 "`bench/slowloris.py`: a well-behaved client scrapes `/metrics` every 0.25 s on a fresh connection "
                 "(failures counted at 5 s) while 1 000 connections trickle one header byte a second, then while 60 "
                 "connections send 99 header lines of 64 KB and trickle the 100th; closed attack connections are "

@@ -1,4 +1,4 @@
-"""Slow and big clients against the exporter, with node_exporter beside it as the yardstick (issue 16 item 3).
+"""Slow and big clients against the exporter, with node_exporter beside it as the yardstick.
 
 Each server starts with a soft open files limit of 1 024 (``--nofile``), the usual default, and runs
 alone. For each server, in one run and under the same attacks:

@@ -4,7 +4,7 @@ Routes map a path to a function of the :class:`Request`. ``/metrics`` content ne
 the page (text or OpenMetrics); this module adds gzip when the client accepts it, basic auth and the
 configured headers from ``--web.config.file``, a landing page and ``/healthz``.
 
-How it stays up under slow or hostile clients (issue 16):
+How it stays up under slow or hostile clients:
 
 * **No thread waits for a request head.** One thread (``http-front``) runs a selector over every
   listening socket and every connection that has not yet sent a complete request head: new ones, TLS

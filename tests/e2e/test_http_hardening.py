@@ -1,6 +1,5 @@
-"""The real ``otel-bare-metal`` process against slow and many clients, signals and repeated listen
-addresses (issue 16 items 3 and 5, issue 14's repeated ``--web.listen-address``). Loopback only;
-every loop is bounded."""
+"""The real ``otel-bare-metal`` process against slow and many clients, SIGTERM during a scrape, the
+open files limit and a repeated ``--web.listen-address``. Loopback only; every loop is bounded."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The HTTP server under slow, big, many and impolite clients (issue 16, items 3 and 5).
+"""The HTTP server under slow, big, many and impolite clients: deadlines, size and count limits, shutdown.
 
 Every loop here is bounded and talks to loopback only. Connection counts stay modest: the limits are
 set small in each test and then exceeded."""
