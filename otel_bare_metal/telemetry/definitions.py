@@ -39,6 +39,7 @@ class Classic:
     values: Mapping[str, Mapping[object, str]] = field(default_factory=_frozen)  # attribute → {ours: classic}
     value_from: tuple[str, Mapping[str, float]] | None = None  # the value is this attribute, mapped
     kind: "Kind | None" = None  # when the classic exporter uses another kind (hdhomerun_exporter: all gauges)
+    constant: Mapping[str, str] = field(default_factory=_frozen)  # labels with a fixed value
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,10 @@ STATE = "system.filesystem.state"
 
 CLASSIC_CPU = _frozen({"cpu.logical_number": "cpu", "cpu.mode": "mode"})
 CLASSIC_FS = _frozen({"system.device": "device", "system.filesystem.type": "fstype", "system.filesystem.mountpoint": "mountpoint"})
+# node_exporter 1.8+ labels every filesystem series with device_error: "" when statfs answered,
+# else the error's text.  Ours is always "": a failing mount's reason goes to the log, and the
+# series keeps one identity whatever the errno (docs/metrics.md).
+CLASSIC_FS_CONST = _frozen({"device_error": ""})
 # hdhomerun_exporter serves one device per scrape (``instance`` names it); our /metrics page can
 # carry several configured devices, so there the device is a ``device`` label (dropped on /probe).
 CLASSIC_DEV = _frozen({"hdhomerun.device": "device"})
@@ -204,27 +209,31 @@ METRICS: tuple[Metric, ...] = (
            "Filesystem space by state: used, free (available to unprivileged users) and reserved (for root).",
            FS + (STATE,), "filesystem",
            classic=(Classic("node_filesystem_free_bytes", CLASSIC_FS, "Filesystem free space in bytes.",
-                            states=("free", "reserved")),
+                            states=("free", "reserved"), constant=CLASSIC_FS_CONST),
                     Classic("node_filesystem_avail_bytes", CLASSIC_FS,
-                            "Filesystem space available to non-root users in bytes.", states=("free",)))),
+                            "Filesystem space available to non-root users in bytes.", states=("free",),
+                            constant=CLASSIC_FS_CONST))),
     Metric("system.filesystem.limit", Kind.UPDOWN, "By",
            "Total size of the filesystem (blocks × block size).", FS, "filesystem",
-           classic=(Classic("node_filesystem_size_bytes", CLASSIC_FS, "Filesystem size in bytes."),
-                    # like node_exporter, only for mounts whose statfs answered
-                    Classic("node_filesystem_readonly", CLASSIC_FS, "Filesystem read-only status.",
-                            value_from=("system.filesystem.mode", _frozen({"ro": 1, "rw": 0}))))),
+           classic=(Classic("node_filesystem_size_bytes", CLASSIC_FS, "Filesystem size in bytes.", constant=CLASSIC_FS_CONST),)),
     Metric("system.filesystem.utilization", Kind.GAUGE, "1",
            "Fraction of the space usable by unprivileged users that is used: used / (used + free), as df shows it.",
            FS, "filesystem"),
     Metric("system.filesystem.inodes.usage", Kind.UPDOWN, "{inode}",
            "Inodes by state: used and free.", FS + (STATE,), "filesystem",
-           classic=(Classic("node_filesystem_files", CLASSIC_FS, "Filesystem total file nodes.", states=("used", "free")),
+           classic=(Classic("node_filesystem_files", CLASSIC_FS, "Filesystem total file nodes.", states=("used", "free"),
+                            constant=CLASSIC_FS_CONST),
                     Classic("node_filesystem_files_free", CLASSIC_FS, "Filesystem total free file nodes.",
-                            states=("free",)))),
+                            states=("free",), constant=CLASSIC_FS_CONST))),
     Metric("system.filesystem.error", Kind.GAUGE, "",
            "1 when statfs on the mount failed or timed out in this collection, else 0.", FS, "filesystem",
            classic=(Classic("node_filesystem_device_error", CLASSIC_FS,
-                            "Whether an error occurred while getting statistics for the given device."),)),
+                            "Whether an error occurred while getting statistics for the given device.",
+                            constant=CLASSIC_FS_CONST),
+                    # like node_exporter 1.8+, for every mount, whether statfs answered or not
+                    Classic("node_filesystem_readonly", CLASSIC_FS, "Filesystem read-only status.",
+                            value_from=("system.filesystem.mode", _frozen({"ro": 1, "rw": 0})),
+                            constant=CLASSIC_FS_CONST))),
     Metric("system.filesystem.timeout", Kind.GAUGE, "",
            "1 when the mount did not answer statfs within the timeout and is skipped until it answers again (a hung mount).",
            FS, "filesystem"),

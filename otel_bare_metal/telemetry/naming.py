@@ -24,7 +24,7 @@ def instrument_for(parent: Metric, classic: Classic, drop: frozenset[str] = froz
     # No unit: the classic name already says it, and a unit would make a translator add it again
     # (the Collector's prometheus exporters render a pushed hdhomerun_tuner_raw_bytes_per_second
     # with unit By/s as ..._bytes_per_second_per_second).
-    labels = tuple(label for attr, label in classic.labels.items() if attr not in drop)
+    labels = tuple(label for attr, label in classic.labels.items() if attr not in drop) + tuple(classic.constant)
     return Metric(name, kind, "", classic.description, labels, parent.collector)
 
 
@@ -54,6 +54,7 @@ def classic_observer(classic: Classic, observe: Observer, drop: frozenset[str] =
                 classic_attrs = {
                     label: (vmap.get(v, v) if vmap else v) for (attr, label, vmap), v in zip(labels, key) if v is not None
                 }
+                classic_attrs.update(classic.constant)
                 cache.put(key, classic_attrs)
             out.append(Observation(value, classic_attrs))
         return out
