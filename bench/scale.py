@@ -4,9 +4,11 @@ Each point builds a synthetic tree in a temporary directory and points the real 
 process at it:
 
 * ``proc/stat``: a ``cpu`` summary line and N ``cpuK`` lines with all 10 columns;
-* ``proc/1/mountinfo``: M ext4 mounts on ``/mnt/fsNNNN``, each with its own ``major:minor``
+* ``proc/1/mountinfo``: M ext4 mounts on ``/data/fsNNNN``, each with its own ``major:minor``
   (so none is de-duplicated) and a type no default regex excludes;
-* ``root/mnt/fsNNNN``: the M mount-point directories, statfs'd through ``--path.rootfs``.
+* ``proc/1/mounts`` and ``proc/mounts``: the same table in the form node_exporter reads;
+* ``root/data/fsNNNN``: the M mount-point directories, statfs'd through ``--path.rootfs``
+  (under ``/data``: Debian's node_exporter excludes ``/mnt`` by default).
 
 Per point: one warm-up scrape, then --scrapes scrapes over one keep-alive connection (bounded
 also by --point-seconds).  Reported: median wall time per scrape, exporter CPU ms per scrape,
@@ -73,13 +75,18 @@ def make_tree(base: Path, cpus: int, mounts: int) -> tuple[Path, Path]:
     (proc / "stat").write_text("\n".join([head, *lines, *tail]) + "\n")
     # mountinfo: id parent major:minor root mountpoint options - fstype source superoptions
     info = ["21 1 0:20 / / rw,relatime shared:1 - overlay overlay rw"]  # excluded by type: the root of the tree
-    (root / "mnt").mkdir(parents=True)
+    (root / "data").mkdir(parents=True)
     for m in range(mounts):
         name = f"fs{m:04d}"
-        (root / "mnt" / name).mkdir()
+        (root / "data" / name).mkdir()
         major, minor = 8 + m // 256, m % 256
-        info.append(f"{100 + m} 21 {major}:{minor} / /mnt/{name} rw,relatime shared:{m + 2} - ext4 /dev/bench{m} rw")
+        info.append(f"{100 + m} 21 {major}:{minor} / /data/{name} rw,relatime shared:{m + 2} - ext4 /dev/bench{m} rw")
     (proc / "1" / "mountinfo").write_text("\n".join(info) + "\n")
+    # The same table in /proc/mounts form: Debian's node_exporter reads <procfs>/mounts.
+    mounts_lines = ["overlay / overlay rw,relatime 0 0"]
+    mounts_lines += [f"/dev/bench{m} /data/fs{m:04d} ext4 rw,relatime 0 0" for m in range(mounts)]
+    (proc / "mounts").write_text("\n".join(mounts_lines) + "\n")
+    (proc / "1" / "mounts").write_text("\n".join(mounts_lines) + "\n")
     return proc, root
 
 

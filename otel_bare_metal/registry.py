@@ -25,7 +25,7 @@ import logging
 import pkgutil
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any, Callable, Iterable, Mapping
 
@@ -159,7 +159,7 @@ def load_plugins(known: Iterable[CollectorSpec], entry_points: Iterable[Any] | N
         if problem:
             problems.append(f"collector plugin {ep.name!r} ({dist}) skipped: {problem}")
             continue
-        spec = _with_plugin(spec, dist)
+        spec = replace(spec, plugin=dist)
         specs.append(spec)
         taken.add(spec.name)
         metric_names.update(m.name for m in spec.metrics)
@@ -189,12 +189,6 @@ def _plugin_problem(ep_name: str, spec: Any, taken: set[str], metric_names: set[
         if f.flag in flag_names:
             return f"flag {f.flag!r} exists already"
     return ""
-
-
-def _with_plugin(spec: CollectorSpec, dist: str) -> CollectorSpec:
-    from dataclasses import replace
-
-    return replace(spec, plugin=dist)
 
 
 @dataclass
