@@ -248,13 +248,13 @@ def serve(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     exporter = Exporter(config)
     try:
         exporter.start()
-    except WebConfigError as e:
+    except WebConfigError as e:  # logging is set up: one error line in the chosen log format
         exporter.close()
-        print(f"{PROG}: {e}", file=sys.stderr)
+        log.error(f"{e}")
         return 1
     except OSError as e:
         exporter.close()
-        print(f"{PROG}: cannot listen on {e.strerror or e}", file=sys.stderr)
+        log.error(f"cannot listen on {e.strerror or e}")
         return 1
     # Everything built so far (modules, the SDK, instruments, caches) lives as long as the process:
     # keep the cyclic garbage collector from walking it in every full collection, which cost a

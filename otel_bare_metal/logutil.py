@@ -269,7 +269,7 @@ class RateLimitedLog:
     def __call__(self, level: int, key: object, msg: str, *args: object) -> bool:
         if not self._logger.isEnabledFor(level) or not self.allow(key):  # a line not written costs no budget
             return False
-        self._logger.log(level, msg, *args)
+        self._logger.log(level, msg, *args, stacklevel=2)  # source= names the caller, not this line
         return True
 
     def __len__(self) -> int:

@@ -167,3 +167,31 @@ def test_plain_extra_keys_are_fields_too():
         extra={"from": 1024, "to": 524288})
     parsed = check_promslog(parse_logfmt(LogfmtFormatter().format(record)))
     assert (parsed["from"], parsed["to"]) == ("1024", "524288")
+
+
+def test_rate_limited_lines_name_their_caller_as_source():
+    from otel_bare_metal.logutil import LogBudget, RateLimitedLog
+
+    stream = io.StringIO()
+    handler = setup_logging("info", "logfmt", stream=stream)
+    try:
+        RateLimitedLog(logging.getLogger("otel_bare_metal.t"), budget=LogBudget())(logging.WARNING, "k", "dead device")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    (line,) = stream.getvalue().splitlines()
+    assert check_promslog(parse_logfmt(line))["source"].startswith("test_logging.py:")
+
+
+def test_start_up_failures_are_log_lines_too():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "otel_bare_metal", f"--web.listen-address=127.0.0.1:{port}"],
+                                capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    record = check_promslog(parse_logfmt(line))
+    assert record["level"] == "error" and "cannot listen" in record["msg"]
