@@ -85,7 +85,7 @@ class Limits:
     max_requests: int = 40  # --web.max-requests: scrapes at once; 0: unlimited
     head_timeout: float = 10.0  # TLS handshake + whole request head, from accept
     idle_timeout: float = 30.0  # a kept-alive connection waiting for its next request
-    write_timeout: float = 30.0  # each send of a response
+    write_timeout: float = 30.0  # the whole response (sendall: one total timeout since Python 3.5), however slowly read
     max_header_bytes: int = 32 * 1024  # request line + headers
     accept_burst: int = 64  # connections accepted per listener per wake-up, so no listener starves the rest
 

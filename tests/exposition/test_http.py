@@ -184,6 +184,27 @@ def test_connections_past_the_limit_are_closed_at_once_without_a_thread_each():
         assert get(server.port)[0] == 200, "slots come back when connections close"
 
 
+def test_a_client_that_reads_a_trickle_is_dropped_at_the_write_deadline():
+    """A client reading a little now and then cannot hold a request thread past the write deadline."""
+    big = b"z" * (32 << 20)  # far more than the socket buffers hold
+    with serving({"/metrics": lambda r: Response(200, big)}, limits=Limits(write_timeout=1.0)) as server:
+        with socket.create_connection(("127.0.0.1", server.port)) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            s.settimeout(1)
+            start = time.monotonic()
+            while server._busy and time.monotonic() - start < 8:  # 4 KB every 0.1 s
+                try:
+                    if not s.recv(4096):
+                        break
+                except (socket.timeout, ConnectionError):
+                    break
+                time.sleep(0.1)
+            assert server._busy == 0, "the request thread gave up"
+            assert time.monotonic() - start < 6
+        assert get(server.port)[0] == 200
+
+
 def test_scrapes_past_max_requests_get_503_and_healthz_still_answers():
     release = threading.Event()
     entered = threading.Semaphore(0)
