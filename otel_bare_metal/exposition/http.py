@@ -336,8 +336,8 @@ class HTTPServer:
             return wanted
         room = max(16, limit - 64)  # keep descriptors for files, devices and the OTLP exporter
         if wanted == 0 or wanted > room:
-            if wanted:
-                log.warning(
+            if wanted:  # loud only when asked for explicitly; the default just fits itself to the limit
+                (log.warning if wanted != Limits.max_connections else log.info)(
                     "--web.max-connections is above what the open files limit allows; using the lower figure",
                     extra={"wanted": wanted, "using": room, "open_files_limit": limit},
                 )
@@ -435,6 +435,8 @@ class HTTPServer:
             self._selector.close()
         except (OSError, RuntimeError):
             pass
+        for sock in (self._wake_r, self._wake_w):  # a late wake-up from a request thread then fails quietly
+            sock.close()
 
     def _wake(self) -> None:
         try:

@@ -348,3 +348,18 @@ def test_shutdown_gives_up_on_a_stuck_request_after_the_grace():
     server.shutdown(grace=0.5)
     assert time.monotonic() - start < 3
     stuck.set()
+
+
+def test_max_connections_fits_under_the_open_files_limit(monkeypatch, caplog):
+    from otel_bare_metal.exposition import http as http_module
+
+    monkeypatch.setattr(http_module, "_open_files_limit", lambda: 200)
+    with caplog.at_level(logging.INFO, logger=http_module.__name__):
+        explicit = HTTPServer("127.0.0.1:0", {}, limits=Limits(max_connections=5000))
+        default = HTTPServer("127.0.0.1:0", {})
+        unlimited = HTTPServer("127.0.0.1:0", {}, limits=Limits(max_connections=0))
+        small = HTTPServer("127.0.0.1:0", {}, limits=Limits(max_connections=10))
+    assert (explicit.max_connections, default.max_connections, unlimited.max_connections, small.max_connections) == (136, 136, 136, 10)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.INFO]
+    for server in (explicit, default, unlimited, small):
+        server.shutdown(grace=0)
