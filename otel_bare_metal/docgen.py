@@ -108,6 +108,11 @@ CLASSIC_NOTES = [
     "  for those (`hdhomerun_network_errors`, `hdhomerun_cablecard_resync`, `…_overflow`), our extra",
     "  counters are counters (`…_total`). It has no device label (one device per scrape): `/probe`",
     "  in classic mode has none either; configured devices on `/metrics` carry `device`.",
+    "- hdhomerun_exporter itself cannot be built here: the Go module proxy serves neither",
+    "  `github.com/mdlayher/hdhomerun_exporter` nor its library `github.com/mdlayher/hdhomerun`",
+    "  (403), and GitHub is out of reach. Classic `/probe` is held to the names, label sets, gauge",
+    "  types and value rules (percent / 100, bits / 8) of its `collector.go` as read, on the simulator",
+    "  (`tests/telemetry/test_classic_naming.py`), not to a running binary.",
     "",
 ] + [
     "## Names on every path",
