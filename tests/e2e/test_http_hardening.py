@@ -154,3 +154,24 @@ def test_limit_flags_reach_the_config():
     args = serve_parser(environ).parse_args(["--web.max-connections=7", "--web.listen-address=127.0.0.1:1"])
     config = config_from_args(args, environ)
     assert (config.max_connections, config.max_requests, config.listen_address) == (7, 0, ["127.0.0.1:1"])
+
+
+def test_a_big_request_head_gets_431_and_gzip_q0_is_honoured():
+    """The old server read up to 100 header lines of 64 KB each before refusing anything."""
+    with running_exporter("--no-collector.filesystem") as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            head = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 8000) for i in range(40))
+            try:
+                s.sendall(head + b"\r\n")
+            except OSError:
+                pass  # closed while we were sending: read the 431 that was sent before
+            try:
+                reply = s.recv(4096)
+            except ConnectionResetError:  # the unread rest of the head can turn the close into a reset
+                reply = b"reset"
+        assert reply.startswith(b"HTTP/1.1 431 ") or reply == b"reset", reply[:80]
+        status, headers, _ = fetch(f"{base}/metrics", headers={"Accept-Encoding": "gzip;q=0"})
+        assert status == 200 and "content-encoding" not in headers
+        status, headers, _ = fetch(f"{base}/metrics", headers={"Accept-Encoding": "gzip"})
+        assert headers.get("content-encoding") == "gzip"
