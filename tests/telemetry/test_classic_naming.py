@@ -131,6 +131,48 @@ def test_probe_in_classic_mode_is_drop_in_for_hdhomerun_exporter():
     assert promtool_check_metrics(text).returncode == 0
 
 
+def hdhomerun_exporter_expects(sim) -> dict[tuple, float]:
+    """What mdlayher/hdhomerun_exporter's collector.go would serve for this device, series for
+    series: device_info{model}; per tuner tuner_info{tuner,channel,lock} = 1, the three ratios as
+    percent / 100, network packets/s and errors; the CableCARD figures once (bits / 8).
+    (The exporter cannot be built here: its module is not served by the Go proxy.)"""
+    from otel_bare_metal.hdhomerun.text import parse_tuner_debug
+
+    model = sim._system_values()["/sys/model"]
+    out = {("hdhomerun_device_info", (("model", model),)): 1.0}
+    for n in range(sim.tuners):
+        text = sim.tuner_debug(n)
+        d = parse_tuner_debug(text)
+        # its library keeps ch= and lock= as the device sent them ("none" for an idle tuner)
+        tun = dict(kv.split("=", 1) for kv in text.splitlines()[0].split()[1:])
+        t = (("tuner", str(n)),)
+        out[("hdhomerun_tuner_info", (("channel", tun["ch"]), ("lock", tun["lock"]), ("tuner", str(n))))] = 1.0
+        out[("hdhomerun_tuner_signal_strength_ratio", t)] = d.tun.signal_strength / 100
+        out[("hdhomerun_tuner_signal_to_noise_ratio", t)] = d.tun.snr_quality / 100
+        out[("hdhomerun_tuner_symbol_error_ratio", t)] = d.tun.symbol_quality / 100
+        out[("hdhomerun_network_packets_per_second", t)] = float(d.net.pps)
+        out[("hdhomerun_network_errors", t)] = float(d.net.err)
+        if n == 0 and d.cc is not None:
+            out[("hdhomerun_cablecard_bytes_per_second", ())] = d.cc.bps / 8
+            out[("hdhomerun_cablecard_overflow", ())] = float(d.cc.overflow)
+            out[("hdhomerun_cablecard_resync", ())] = float(d.cc.resync)
+    return out
+
+
+@pytest.mark.parametrize("cablecard", [False, True])
+def test_probe_in_classic_mode_matches_hdhomerun_exporter_series_for_series(cablecard):
+    from otel_bare_metal.hdhomerun.simulator import Simulator
+
+    with Simulator("127.0.0.1", 0, tuners=3, cablecard=cablecard, clock=lambda: 1234.5) as sim:
+        with running_exporter("--metrics.naming=classic", "--hdhomerun.allow-target=127.0.0.0/8:*",
+                              "--no-collector.cpu", "--no-collector.filesystem") as base:
+            ours = samples(fetch(f"{base}/metrics?target={sim.address_text}")[2].decode())
+        expected = hdhomerun_exporter_expects(sim)
+    theirs_names = {k[0] for k in expected}
+    assert {k: v for k, v in ours.items() if k[0] in theirs_names} == expected
+    assert any(v not in (0.0, 1.0) for v in expected.values()), "the simulator gave real figures"
+
+
 def test_configured_devices_in_classic_mode_carry_a_device_label():
     from otel_bare_metal.hdhomerun.simulator import Simulator
 
