@@ -107,6 +107,20 @@ def test_keep_alive_and_pipelined_requests_are_served_in_order():
     assert data.index(b"OK\n") < data.index(b"m 1\n")
 
 
+def test_back_to_back_requests_on_one_connection_all_get_answers():
+    """A thread serves the next request itself when it comes at once, up to requests_per_thread, then
+    hands the connection back: no request may be lost at either hand-over."""
+    with serving(limits=Limits(requests_per_thread=3)) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        for i in range(20):
+            conn.request("GET", "/metrics" if i % 2 else "/healthz")
+            response = conn.getresponse()
+            assert response.status == 200 and response.read() == (b"m 1\n" if i % 2 else b"OK\n")
+            if i % 7 == 6:
+                time.sleep(0.05)  # slower than the thread waits: back to the front thread
+        conn.close()
+
+
 # --- bounded request heads ------------------------------------------------------------------------
 
 
