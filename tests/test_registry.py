@@ -165,3 +165,21 @@ def test_broken_plugins_are_skipped_with_a_reason_and_good_ones_kept():
     for needle in ("'broken'", "missing_dependency", "'notaspec'", "not an otel_bare_metal.registry.CollectorSpec",
                    "'cpu' exists already", "system.cpu.time", "--collector.badflag."):
         assert needle in text
+
+
+def test_a_plugin_whose_source_factory_raises_is_left_out(caplog):
+    from otel_bare_metal.app import Config, build_collectors
+
+    def broken(paths, options):
+        raise OSError("no such sensor")
+
+    bad = replace(plugin_spec("sensor", "sensor.value"), source=broken, plugin="otel-bare-metal-sensor")
+    reg = Registry([registry().get("cpu"), bad])
+    with caplog.at_level("ERROR"):
+        collectors = build_collectors(Config(procfs=PROC, collectors={"cpu": True, "sensor": True}), reg)
+    assert [c.name for c in collectors] == ["cpu"]
+    assert "collector plugin 'sensor' (otel-bare-metal-sensor) skipped" in caplog.text and "no such sensor" in caplog.text
+    # A built-in collector's factory failing is a bug: it is not hidden.
+    reg = Registry([replace(registry().get("cpu"), source=broken)])
+    with pytest.raises(OSError):
+        build_collectors(Config(procfs=PROC, collectors={"cpu": True}), reg)
