@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from helpers import ROOT, fetch, free_port, wait_for_http
+from helpers import ROOT, fetch, free_port, stop_process, wait_for_http
 
 GO_PEERS = ROOT / "scripts" / "go-peers"
 CONFIG_DIR = ROOT / "collector-config"
@@ -146,12 +146,7 @@ def running_collector(cfg: dict[str, Any], tmp_path: Path, ports: dict[str, int]
             time.sleep(0.1)
         yield running
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=20)
 
 
 def warnings_in(log: str) -> list[str]:

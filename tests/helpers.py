@@ -46,6 +46,17 @@ def wait_for_http(url: str, timeout: float = 15.0, proc: subprocess.Popen | None
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if the process is still there after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def exporter_command() -> list[str]:
     return [sys.executable, "-m", "otel_bare_metal"]
 
@@ -67,12 +78,7 @@ def running_exporter(*args: str, env: dict[str, str] | None = None, port: int | 
         wait_for_http(base + "/healthz", proc=proc)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -515,12 +515,7 @@ class HTTPServer:
                 self._unwatch(conn)
         except (KeyError, ValueError, OSError):
             pass
-        try:
-            conn.sock.close()
-        except OSError:
-            pass
-        with self._lock:
-            self._open -= 1
+        self._close_from_thread(conn)
 
     def _take_returned(self) -> None:
         try:

@@ -14,7 +14,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from helpers import ROOT, fetch, free_port, running_exporter, wait_for_http
+from helpers import ROOT, fetch, free_port, running_exporter, stop_process, wait_for_http
 
 resource = pytest.importorskip("resource")  # Unix only, like the limits this file checks
 
@@ -27,16 +27,6 @@ def _start(*args: str, env: dict | None = None, preexec=None) -> subprocess.Pope
     )  # fmt: skip
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_every_repeated_listen_address_is_served():
     p1, p2, p3 = free_port(), free_port(), free_port()
     proc = _start(f"--web.listen-address=127.0.0.1:{p1}", f"--web.listen-address=127.0.0.1:{p2}", "--no-collector.filesystem")
@@ -45,14 +35,14 @@ def test_every_repeated_listen_address_is_served():
             wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
             assert fetch(f"http://127.0.0.1:{port}/metrics")[0] == 200
     finally:
-        _stop(proc)
+        stop_process(proc)
     # The environment takes a comma-separated list, like the other repeatable flags.
     proc = _start("--no-collector.filesystem", env={"OTEL_BARE_METAL_WEB_LISTEN_ADDRESS": f"127.0.0.1:{p2},127.0.0.1:{p3}"})
     try:
         for port in (p2, p3):
             wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_a_taken_listen_address_is_one_line_naming_it():
@@ -101,7 +91,7 @@ def test_sigterm_lets_the_scrape_in_flight_finish_then_exits_0():
             assert status == 200 and b"hdhomerun" in body and body.endswith(b"\n")
             assert time.monotonic() - start < 10
         finally:
-            _stop(proc)
+            stop_process(proc)
 
 
 def _low_soft_limit() -> None:
@@ -135,7 +125,7 @@ def test_the_soft_open_files_limit_is_raised_and_slow_clients_do_not_lock_others
                 for s in slow:
                     s.sendall(b"y")
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @pytest.mark.parametrize("flag", ["--web.max-requests=-1", "--web.max-connections=many"])
