@@ -107,14 +107,14 @@ def select_mounts(mounts: list[Mount], keep: Callable[[Mount], bool], rootfs: st
     statfs would return the same figures for each, so only one is kept: the mount of the
     filesystem's root (``root == "/"``) if there is one, then the shortest mount point.
     """
-    chosen: dict[str, tuple[int, Mount]] = {}
-    order: list[str] = []
+    chosen: dict[object, tuple[int, Mount]] = {}
+    order: list[object] = []
     for index, mount in enumerate(mounts):
         label = host_mountpoint(mount.mountpoint, rootfs)
         mount = replace(mount, mountpoint=label) if label != mount.mountpoint else mount
         if not keep(mount):
             continue
-        key = mount.major_minor or f"#{index}"
+        key = (mount.major, mount.minor) if mount.major is not None else f"#{index}"
         if key not in chosen:
             order.append(key)
             chosen[key] = (index, mount)

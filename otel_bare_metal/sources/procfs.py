@@ -129,6 +129,9 @@ def read_stat(procfs: str, user_hz: float) -> CPUStat:
 
 # --------------------------------------------------------------------------- mountinfo
 
+# st_dev as major:minor in decimal; both are 32-bit in userspace's dev_t, so at most 10 digits
+# (which also keeps a hostile line away from int()'s digit limit).
+_DEVICE_NUMBERS = re.compile(r"([0-9]{1,10}):([0-9]{1,10})")
 _OCTAL_ESCAPE = re.compile(r"\\([0-3][0-7]{2})")  # one byte: \000 to \377
 
 
@@ -149,6 +152,8 @@ def parse_mountinfo(text: str) -> MountTable:
     """Parse ``/proc/<pid>/mountinfo`` (proc(5)).
 
     Line format: ``id parent major:minor root mountpoint options [optional…] - fstype source superoptions``.
+    ``major:minor`` must be two decimal numbers (node_exporter fails the whole collection on
+    one it cannot scan; we report the line and keep the others).
     A mount is read-only when either its per-mount options or its superblock options say ``ro``
     (the latter is how an ext4 remounted read-only after errors shows up).
     A malformed line is reported in ``errors``, quoted, and the other mounts are returned.
@@ -163,7 +168,8 @@ def parse_mountinfo(text: str) -> MountTable:
             sep = fields.index("-", 6)
         except ValueError:
             sep = -1
-        if sep < 0 or len(fields) < sep + 3 or ":" not in fields[2]:
+        numbers = _DEVICE_NUMBERS.fullmatch(fields[2]) if sep >= 0 else None
+        if sep < 0 or len(fields) < sep + 3 or numbers is None:
             errors.append(f"malformed mountinfo line {_quote(line)}")
             continue
         options = fields[5].split(",")
@@ -175,7 +181,8 @@ def parse_mountinfo(text: str) -> MountTable:
                 fstype=unescape_octal(fields[sep + 1]),
                 # node_exporter 1.8+: a superblock flagged emergency_ro (ext4 after errors) is read-only too
                 readonly="ro" in options or "ro" in super_options or "emergency_ro" in super_options,
-                major_minor=fields[2],
+                major=int(numbers.group(1)),
+                minor=int(numbers.group(2)),
                 root=unescape_octal(fields[3]),
             )
         )

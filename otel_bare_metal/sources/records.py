@@ -37,13 +37,19 @@ class CPUStat:
 
 @dataclass(frozen=True, slots=True)
 class Mount:
-    """One line of the mount table (mountinfo), octal escapes already decoded."""
+    """One line of the mount table (mountinfo), octal escapes already decoded.
+
+    ``major``/``minor`` are the filesystem's device numbers (st_dev, mountinfo's third field);
+    None where the platform's mount table has none (the psutil fallback).  Two mounts with the
+    same numbers are views of one filesystem (bind mounts, a device mounted twice).
+    """
 
     mountpoint: str
     device: str
     fstype: str
     readonly: bool
-    major_minor: str = ""
+    major: int | None = None
+    minor: int | None = None
     root: str = "/"
 
 

@@ -139,7 +139,7 @@ def test_mountinfo_fields():
     )
     assert table.errors == []
     a, b, c = table.mounts
-    assert (a.mountpoint, a.root, a.fstype, a.device, a.readonly, a.major_minor) == ("/mnt2", "/mnt1", "ext3", "/dev/root", False, "98:0")
+    assert (a.mountpoint, a.root, a.fstype, a.device, a.readonly, a.major, a.minor) == ("/mnt2", "/mnt1", "ext3", "/dev/root", False, 98, 0)
     assert (b.mountpoint, b.device, b.readonly) == ("/m n", "/dev/sd x", True)
     assert c.readonly, "superblock remounted read-only must count as read-only"
 
@@ -148,6 +148,13 @@ def test_malformed_mountinfo_line_is_reported_and_skipped():
     table = parse_mountinfo("garbage line here\n22 1 8:1 / / rw - ext4 /dev/sda1 rw\n1 2 3 4 5 6 7\n")
     assert [m.mountpoint for m in table.mounts] == ["/"]
     assert len(table.errors) == 2 and "garbage line here" in table.errors[0]
+
+
+@pytest.mark.parametrize("numbers", ["8", "8:x", "8:1:2", "-1:0", "8:" + "9" * 5000])
+def test_device_numbers_that_are_not_two_decimals_make_the_line_malformed(numbers):
+    table = parse_mountinfo(f"22 1 {numbers} / /bad rw - ext4 /dev/sda1 rw\n23 1 259:65536 / /ok rw - ext4 /dev/nvme0n1p1 rw\n")
+    assert [(m.mountpoint, m.major, m.minor) for m in table.mounts] == [("/ok", 259, 65536)]
+    assert len(table.errors) == 1 and table.errors[0].startswith("malformed mountinfo line '22 1 " + numbers[:50])
 
 
 def test_fixture_mountinfo():
