@@ -102,8 +102,13 @@ PANELS: dict[str, tuple[list[tuple[str, str]], str | None]] = {
         "Mounts where statfs failed or did not answer within the timeout (classic naming has one series for both: node_filesystem_device_error).",
     ),
     "Read-only mounts": (
-        [(f"node_filesystem_size_bytes{{{SEL}}} and node_filesystem_readonly{{{SEL}}} == 1", FS + " ({{fstype}})")],
-        None,
+        # node_filesystem_mount_info adds the device numbers (major, minor), by which node_exporter's
+        # disk series (node_disk_info) name the same block device
+        [(f"(node_filesystem_size_bytes{{{SEL}}} and node_filesystem_readonly{{{SEL}}} == 1)"
+          f" * on (job, instance, device, mountpoint) group_left (major, minor) node_filesystem_mount_info{{{SEL}}}",
+          FS + " ({{fstype}}, {{major}}:{{minor}})")],
+        "Mounts that are read-only (mount or superblock options), with their size and device numbers "
+        "(major:minor, from node_filesystem_mount_info).",
     ),
     "Devices up": ([(f"hdhomerun_up{{{HDH}}}", DEV)], None),
     "Devices": ([(f"hdhomerun_device_info{{{HDH}}}", ""), (f"hdhomerun_tuners{{{HDH}}}", "")], None),

@@ -59,7 +59,8 @@ def table(metrics) -> list[str]:
     for m in metrics:
         attrs = ", ".join(f"`{a}`" for a in m.attributes) or "—"
         classic = "<br>".join(_classic(c) for c in m.classic) or "—"
-        lines.append(f"| `{m.name}` | `{m.prometheus_name}` | {classic} | {m.kind.value} | `{m.unit}` | {attrs} | {m.description} |")
+        prometheus = "— (classic only)" if m.classic_only else f"`{m.prometheus_name}`"
+        lines.append(f"| `{m.name}` | {prometheus} | {classic} | {m.kind.value} | `{m.unit}` | {attrs} | {m.description} |")
     return lines
 
 
@@ -102,8 +103,11 @@ CLASSIC_NOTES = [
     "- node_exporter exports a bind mount or a device mounted twice once per mount point; we export",
     "  each filesystem once.",
     "- `node_filesystem_purgeable_bytes` (an APFS figure, always 0 on Linux) is not exported.",
-    "- `node_filesystem_mount_info{device,major,minor,mountpoint}` is not exported yet: the device",
-    "  numbers are not an attribute of our observations.",
+    "- `node_filesystem_mount_info{device,major,minor,mountpoint}` is exported, like every figure,",
+    "  once per filesystem (not for the bind mount or second mount node_exporter also lists), and",
+    "  only in classic mode: its row `system.filesystem.mount.info` is *classic only* (no semantic",
+    "  convention has the device numbers, and OTel mode has no disk series to join them with), so",
+    "  OTel mode and OTLP in OTel mode do not carry it.",
     "- hdhomerun_exporter exports its counters as gauges; classic mode keeps its names and gauge type",
     "  for those (`hdhomerun_network_errors`, `hdhomerun_cablecard_resync`, `…_overflow`), our extra",
     "  counters are counters (`…_total`). It has no device label (one device per scrape): `/probe`",

@@ -52,6 +52,10 @@ def instrument(
     if naming == "classic":
         check_bound(definitions, observers)
         definitions, observers = classic_table(observers, drop_attributes, definitions)
+    else:  # a classic-only row (definitions.Metric.classic_only) is left out, with its observer
+        left_out = {d.name for d in definitions if d.classic_only}
+        definitions = [d for d in definitions if d.name not in left_out]
+        observers = {name: observe for name, observe in observers.items() if name not in left_out}
     register(meter, observers, collection, definitions)
     return collection
 

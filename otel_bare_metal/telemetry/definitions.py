@@ -8,6 +8,10 @@ Each row also carries its *classic* names (``--metrics.naming classic``): how no
 mdlayher/hdhomerun_exporter name and label the same figure.  A classic metric is derived from
 the row's own observations by a declarative mapping (rename labels and values, keep or sum some
 ``state`` values, take the value from an attribute), so there is no second copy of any collector.
+
+A row marked ``classic_only`` (node_exporter's ``mount_info``) exists only for its classic
+metrics: ``telemetry.instrument`` leaves it and its observer out in OTel mode, so the binding
+check still holds in both modes, and docs/metrics.md shows "— (classic only)" as its Prometheus name.
 """
 
 from __future__ import annotations
@@ -56,6 +60,11 @@ class Metric:
     # Collector it is ``system_cpu_logical_count``: alerts and dashboards do not use it).
     prometheus: str | None = None
     classic: tuple[Classic, ...] = ()
+    # Registered only under ``--metrics.naming classic``, as its classic metrics: a figure that
+    # exists for drop-in compatibility and has no OpenTelemetry counterpart (no semantic
+    # convention, nothing in OTel mode to join it with).  The row still names the attributes its
+    # observer gives, so the binding checks and docs/metrics.md cover it like any other row.
+    classic_only: bool = False
 
     @property
     def prometheus_name(self) -> str:
@@ -93,6 +102,10 @@ CLASSIC_FS = _frozen({"system.device": "device", "system.filesystem.type": "fsty
 # else the error's text.  Ours is always "": a failing mount's reason goes to the log, and the
 # series keeps one identity whatever the errno (docs/metrics.md).
 CLASSIC_FS_CONST = _frozen({"device_error": ""})
+# node_filesystem_mount_info's own label set: no fstype, no device_error, the device numbers.
+MOUNT_NUMBERS = ("system.filesystem.device.major", "system.filesystem.device.minor")
+CLASSIC_MOUNT_INFO = _frozen({"system.device": "device", "system.filesystem.device.major": "major",
+                              "system.filesystem.device.minor": "minor", "system.filesystem.mountpoint": "mountpoint"})
 # hdhomerun_exporter serves one device per scrape (``instance`` names it); our /metrics page can
 # carry several configured devices, so there the device is a ``device`` label (dropped on /probe).
 CLASSIC_DEV = _frozen({"hdhomerun.device": "device"})
@@ -237,4 +250,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("system.filesystem.timeout", Kind.GAUGE, "",
            "1 when the mount did not answer statfs within the timeout and is skipped until it answers again (a hung mount).",
            FS, "filesystem"),
+    # node_exporter (collector/filesystem_common.go): 1 for every mount whose statfs answered,
+    # major and minor as it scans them from mountinfo (%d:%d, printed in decimal).
+    Metric("system.filesystem.mount.info", Kind.GAUGE, "",
+           "Classic mode only. Always 1 for a mount whose statfs answered; its device numbers (mountinfo's major:minor) "
+           "as attributes. Not on the psutil fallback (no device numbers there).",
+           ("system.device", "system.filesystem.mountpoint") + MOUNT_NUMBERS, "filesystem",
+           classic=_c("node_filesystem_mount_info", CLASSIC_MOUNT_INFO, "Filesystem mount information."),
+           classic_only=True),
 ) + HDHOMERUN_METRICS

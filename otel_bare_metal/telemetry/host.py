@@ -139,6 +139,26 @@ class FilesystemObservers:
     def timeout(self) -> Iterable[Observation]:
         return [Observation(1 if fs.hung else 0, self._a(fs)) for fs in self._all()]
 
+    def mount_info(self) -> Iterable[Observation]:
+        """node_exporter's mount_info: 1 per mount whose statfs answered and that has device numbers."""
+        out = []
+        for fs in self._ok():
+            m = fs.mount
+            if m.major is None or m.minor is None:
+                continue
+            key = ("info", m.device, m.mountpoint, m.major, m.minor)
+            attrs = self._attrs.get(key)
+            if attrs is None:
+                attrs = {
+                    "system.device": printable(m.device),
+                    "system.filesystem.mountpoint": printable(m.mountpoint),
+                    "system.filesystem.device.major": m.major,
+                    "system.filesystem.device.minor": m.minor,
+                }
+                self._attrs.put(key, attrs)
+            out.append(Observation(1, attrs))
+        return out
+
     def observers(self) -> dict[str, Observer]:
         return {
             "system.filesystem.usage": self.usage,
@@ -147,4 +167,5 @@ class FilesystemObservers:
             "system.filesystem.inodes.usage": self.inodes,
             "system.filesystem.error": self.error,
             "system.filesystem.timeout": self.timeout,
+            "system.filesystem.mount.info": self.mount_info,
         }

@@ -15,7 +15,7 @@ from monitoring_support import MONITORING, PROMETHEUS_SERIES
 def exported_names() -> set[str]:
     from otel_bare_metal.telemetry.definitions import METRICS
 
-    return {m.prometheus_name for m in METRICS} | PROMETHEUS_SERIES
+    return {m.prometheus_name for m in METRICS if not m.classic_only} | PROMETHEUS_SERIES  # OTel mode
 
 
 @pytest.fixture(scope="session")

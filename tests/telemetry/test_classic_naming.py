@@ -56,8 +56,6 @@ def node_exporter_is_wrong(key) -> str | None:
         return "timing differs by nature"
     if key[0] == "node_filesystem_purgeable_bytes":
         return "purgeable space is an APFS (macOS) figure: always 0 on Linux"
-    if key[0] == "node_filesystem_mount_info":
-        return "not exported yet: the mount's device numbers are not an attribute of our observations"
     return None
 
 
@@ -71,8 +69,8 @@ def test_every_correct_node_exporter_series_is_exported_identically(node_exporte
         margin = LIVE.get(key[0], 0)
         assert abs(ours[key] - value) <= margin, (key, ours[key], value)
         compared += 1
-    assert compared == 74  # 3 CPUs × 10 series + 6 mounts × 7 series + the success pair
-    theirs_names = {k[0] for k in node_exporter_samples} - {"node_filesystem_purgeable_bytes", "node_filesystem_mount_info"}
+    assert compared == 80  # 3 CPUs × 10 series + 6 mounts × 8 series + the success pair
+    theirs_names = {k[0] for k in node_exporter_samples} - {"node_filesystem_purgeable_bytes"}
     ours_node = {k for k in ours if k[0].startswith(("node_cpu", "node_filesystem", "node_scrape_collector"))}
     assert {k[0] for k in ours_node} == theirs_names, "same metric names"
     extra = [k for k in ours_node if k not in node_exporter_samples]
@@ -81,7 +79,7 @@ def test_every_correct_node_exporter_series_is_exported_identically(node_exporte
 
 def test_the_deliberate_differences_are_the_documented_ones(node_exporter_samples):
     skipped = {node_exporter_is_wrong(k) for k in node_exporter_samples} - {None}
-    assert len(skipped) == 4, "if node_exporter stops duplicating mounts, update the docs"
+    assert len(skipped) == 3, "if node_exporter stops duplicating mounts, update the docs"
 
 
 def test_classic_mode_has_no_scope_labels_and_is_promtool_clean(classic_text):
@@ -239,3 +237,56 @@ def test_emergency_ro_counts_as_read_only(tmp_path):
         ours = samples(fetch(base + "/metrics")[2].decode())
     key = ("node_filesystem_readonly", (("device", "/dev/sdb1"), ("device_error", ""), ("fstype", "ext4"), ("mountpoint", "/data")))
     assert theirs[key] == 1 and ours[key] == 1
+
+
+# ----------------------------------------------------------------------------- node_filesystem_mount_info
+
+
+def mount_info(s: dict) -> dict:
+    return {k: v for k, v in s.items() if k[0] == "node_filesystem_mount_info"}
+
+
+def test_mount_info_matches_node_exporter_on_the_fixtures(node_exporter_samples, classic_text):
+    theirs = {k: v for k, v in mount_info(node_exporter_samples).items() if not node_exporter_is_wrong(k)}
+    ours = mount_info(samples(classic_text))
+    assert ours == theirs
+    assert len(ours) == 6 and set(ours.values()) == {1.0}
+    assert ("node_filesystem_mount_info", (("device", "/dev/sdb1"), ("major", "8"), ("minor", "17"), ("mountpoint", "/data"))) in ours
+    assert {labels_of(k)["mountpoint"] for k in mount_info(node_exporter_samples)} - {labels_of(k)["mountpoint"] for k in ours} \
+        == {"/srv/bind"}, "the only mount left out is the bind mount (/srv/data-again has no directory: statfs fails there)"
+
+
+def test_mount_info_for_failing_mounts_and_wide_device_numbers_matches_node_exporter(tmp_path):
+    """Neither exports mount_info for a mount whose statfs fails (here: its directory is missing
+    under the rootfs); both print device numbers in decimal, minors past 255 included."""
+    proc = tmp_path / "proc"
+    (proc / "1").mkdir(parents=True)
+    (proc / "stat").write_text((FIXTURES / "proc" / "stat").read_text())
+    (proc / "1" / "mountinfo").write_text(
+        "22 1 259:2 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p2 rw\n"
+        "30 22 259:65537 / /data rw,noatime shared:20 - xfs /dev/nvme1n1p1 rw\n"
+        "31 22 0:53 / /gone rw,relatime shared:21 - nfs4 server:/export rw\n")
+    args = (f"--path.procfs={proc}", f"--path.rootfs={FIXTURES / 'rootfs'}")
+    port = free_port()
+    ne = subprocess.Popen([go_peer("node_exporter"), f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
+                           "--collector.filesystem", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/metrics", proc=ne)
+        theirs = samples(fetch(f"http://127.0.0.1:{port}/metrics")[2].decode())
+    finally:
+        ne.terminate()
+        ne.wait(10)
+    with running_exporter(*args, "--metrics.naming=classic", "--no-collector.cpu") as base:
+        ours = samples(fetch(base + "/metrics")[2].decode())
+    assert mount_info(ours) == mount_info(theirs)
+    assert {(labels_of(k)["mountpoint"], labels_of(k)["major"], labels_of(k)["minor"]) for k in mount_info(ours)} \
+        == {("/", "259", "2"), ("/data", "259", "65537")}
+    gone = [k for k in ours if k[0] == "node_filesystem_device_error" and labels_of(k)["mountpoint"] == "/gone"]
+    assert [ours[k] for k in gone] == [1.0], "the failing mount is there, as an error"
+
+
+def test_mount_info_is_not_exported_in_otel_mode():
+    with running_exporter(*ARGS) as base:
+        text = fetch(base + "/metrics")[2].decode()
+    assert "system_filesystem_limit_bytes" in text
+    assert "mount_info" not in text and "device_major" not in text
