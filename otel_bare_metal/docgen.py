@@ -94,6 +94,8 @@ CLASSIC_NOTES = [
     "  (exit 2; an exclude equal to the default counts as not given);",
     "- node_exporter no longer invents zero series for offline CPUs, and decodes `\\040` in mount",
     "  points as we do.",
+    "- `node_filesystem_mount_info{device,major,minor,mountpoint}` (new in 1.9): 1 per mount whose",
+    "  statfs answered, with mountinfo's device numbers in decimal.",
     "",
     "Where we still differ, deliberately or not yet:",
     "",
