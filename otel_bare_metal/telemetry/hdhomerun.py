@@ -55,18 +55,21 @@ class HDHomeRunObservers:
                                            "hdhomerun.lock": debug.tun.lock or "none"}))
         return out
 
-    def _tuner_field(self, get: Callable, scale: float = 1.0) -> Observer:
+    # Scaling divides (ss / 100, bps / 8) and never multiplies by the reciprocal: 95 * 0.01 is
+    # 0.9500000000000001, 95 / 100 is 0.95, the value hdhomerun_exporter serves for the same
+    # reading (tests/hdhomerun/test_go_library_peer.py compares them with its library).
+    def _tuner_field(self, get: Callable, divisor: int = 1) -> Observer:
         def observe() -> Iterable[Observation]:
             out = []
             for attrs, debug in self._tuners():
                 value = get(debug)
                 if value is not None:
-                    out.append(Observation(value * scale if scale != 1.0 else value, attrs))
+                    out.append(Observation(value / divisor if divisor != 1 else value, attrs))
             return out
 
         return observe
 
-    def _cablecard_field(self, name: str, scale: float = 1.0) -> Observer:
+    def _cablecard_field(self, name: str, divisor: int = 1) -> Observer:
         def observe() -> Iterable[Observation]:
             out = []
             for d in self._devices():
@@ -74,7 +77,7 @@ class HDHomeRunObservers:
                 cc = next((t.cc for t in d.tuners.values() if t.cc is not None), None)
                 value = getattr(cc, name) if cc is not None else None
                 if value is not None:
-                    out.append(Observation(value * scale if scale != 1.0 else value, {"hdhomerun.device": d.address}))
+                    out.append(Observation(value / divisor if divisor != 1 else value, {"hdhomerun.device": d.address}))
             return out
 
         return observe
@@ -87,12 +90,12 @@ class HDHomeRunObservers:
             "hdhomerun.device.info": self.device_info,
             "hdhomerun.tuner.count": self.tuner_count,
             "hdhomerun.tuner.info": self.tuner_info,
-            "hdhomerun.tuner.signal_strength": f(lambda t: t.tun and t.tun.signal_strength, 0.01),
-            "hdhomerun.tuner.signal_to_noise_quality": f(lambda t: t.tun and t.tun.snr_quality, 0.01),
-            "hdhomerun.tuner.symbol_quality": f(lambda t: t.tun and t.tun.symbol_quality, 0.01),
-            "hdhomerun.tuner.raw_rate": f(lambda t: t.dev and t.dev.bps, 0.125),
-            "hdhomerun.tuner.transport_rate": f(lambda t: t.ts and t.ts.bps, 0.125),
-            "hdhomerun.tuner.network_rate": f(lambda t: t.net and t.net.bps, 0.125),
+            "hdhomerun.tuner.signal_strength": f(lambda t: t.tun and t.tun.signal_strength, 100),
+            "hdhomerun.tuner.signal_to_noise_quality": f(lambda t: t.tun and t.tun.snr_quality, 100),
+            "hdhomerun.tuner.symbol_quality": f(lambda t: t.tun and t.tun.symbol_quality, 100),
+            "hdhomerun.tuner.raw_rate": f(lambda t: t.dev and t.dev.bps, 8),
+            "hdhomerun.tuner.transport_rate": f(lambda t: t.ts and t.ts.bps, 8),
+            "hdhomerun.tuner.network_rate": f(lambda t: t.net and t.net.bps, 8),
             "hdhomerun.tuner.network_packet_rate": f(lambda t: t.net and t.net.pps),
             "hdhomerun.tuner.resyncs": f(lambda t: t.dev and t.dev.resync),
             "hdhomerun.tuner.overflows": f(lambda t: t.dev and t.dev.overflow),
@@ -100,7 +103,7 @@ class HDHomeRunObservers:
             "hdhomerun.tuner.crc_errors": f(lambda t: t.ts and t.ts.crc),
             "hdhomerun.tuner.network_errors": f(lambda t: t.net and t.net.err),
             "hdhomerun.tuner.stream_stop_reason": f(lambda t: t.net and t.net.stop),
-            "hdhomerun.cablecard.rate": self._cablecard_field("bps", 0.125),
+            "hdhomerun.cablecard.rate": self._cablecard_field("bps", 8),
             "hdhomerun.cablecard.resyncs": self._cablecard_field("resync"),
             "hdhomerun.cablecard.overflows": self._cablecard_field("overflow"),
         }
