@@ -133,7 +133,8 @@ def hdhomerun_exporter_expects(sim) -> dict[tuple, float]:
     """What mdlayher/hdhomerun_exporter's collector.go would serve for this device, series for
     series: device_info{model}; per tuner tuner_info{tuner,channel,lock} = 1, the three ratios as
     percent / 100, network packets/s and errors; the CableCARD figures once (bits / 8).
-    (The exporter cannot be built here: its module is not served by the Go proxy.)"""
+    (The exporter cannot be built here: its module is refused by the Go proxy.  Its library is
+    built and run for real against the simulator in tests/hdhomerun/test_go_library_peer.py.)"""
     from otel_bare_metal.hdhomerun.text import parse_tuner_debug
 
     model = sim._system_values()["/sys/model"]
