@@ -5,7 +5,8 @@ collection, in the order the instruments were created, all on the collecting thr
 collection at a time (its measurement consumer holds one lock for the whole provider).
 ``register`` makes the first instrument's callback run ``Collection.collect``:
 
-* every collector's read starts at once, each on its own worker thread;
+* every collector's read starts at once, each on its collector's worker thread (one
+  long-lived thread per collector, woken per read);
 * a collector has **at most one read in flight**: a read still running from an earlier
   collection (a stuck source) is joined, never started twice;
 * the collecting thread waits until every read is done or the **deadline** passes, then
@@ -68,7 +69,7 @@ class Source(Protocol):
 
 
 class _Read:
-    """One read of one source, on its own worker thread."""
+    """One read of one source, on its collector's worker thread."""
 
     __slots__ = ("started", "done", "result", "errors", "duration")
 
@@ -104,6 +105,10 @@ class Collector:
         self._local = threading.local()
         self._guard = threading.Lock()
         self._inflight: _Read | None = None
+        self._job: tuple[_Read, float | None] | None = None
+        self._wake = threading.Lock()  # released by start() to hand the worker its job
+        self._wake.acquire()
+        self._worker: threading.Thread | None = None  # started with the first read
         self._notify: Callable[[], None] = lambda: None
         self._warn = RateLimitedLog(log)
         self.attributes = {"collector": name}
@@ -135,9 +140,23 @@ class Collector:
             read = self._inflight
             if read is None or read.done.is_set():
                 read = self._inflight = _Read(self._clock())
-                args = (read, None if deadline is None else deadline - SOURCE_MARGIN)
-                threading.Thread(target=self._run, args=args, name=f"collect-{self.name}", daemon=True).start()
+                self._job = (read, None if deadline is None else deadline - SOURCE_MARGIN)
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._work, name=f"collect-{self.name}", daemon=True)
+                    self._worker.start()
+                self._wake.release()  # held except between a start and the worker taking its job
             return read
+
+    def _work(self) -> None:
+        """The collector's one worker thread: one read per wake-up, for the process's life.
+        (A thread per read cost more than reading /proc/stat; one thread per collector also
+        keeps "at most one read in flight" true by construction.)"""
+        while True:
+            self._wake.acquire()
+            job, self._job = self._job, None
+            if job is None:  # close()
+                return
+            self._run(*job)
 
     def _run(self, read: _Read, deadline: float | None) -> None:
         try:
@@ -192,6 +211,13 @@ class Collector:
         return getattr(self._local, "success", False)
 
     def close(self) -> None:
+        """Close the source; an idle worker thread ends (one still in a stuck read stays, a daemon)."""
+        with self._guard:
+            worker, read = self._worker, self._inflight
+            if worker is not None and (read is None or read.done.is_set()):
+                self._worker = None
+                self._wake.release()  # with no job: the worker returns, leaving _wake held again
+                worker.join()
         close = getattr(self.source, "close", None)
         if close:
             close()
