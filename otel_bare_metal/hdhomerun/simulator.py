@@ -279,7 +279,7 @@ class Simulator:
                 "dev: bps=0 resync=0 overflow=0",
             ]
             if self.cablecard:
-                lines.append(f"cc:  bps={self._cc_bps()} resync=0 overflow=0")
+                lines.append(self._cc_line())
             lines += ["ts:  bps=0 te=0 crc=0", "net: bps=0 pps=0 err=0 stop=4"]
             return "\n".join(lines) + "\n"
         ss, snq, seq = self._signal(n)
@@ -290,16 +290,19 @@ class Simulator:
             f"dev: bps={c['raw_bps']} resync={c['resync']} overflow={c['overflow']}",
         ]
         if self.cablecard:
-            lines.append(f"cc:  bps={self._cc_bps()} resync={c['resync']} overflow=0")
+            lines.append(self._cc_line())
         lines += [
             f"ts:  bps={c['ts_bps']} te={c['te']} crc={c['crc']}",
             f"net: bps={c['net_bps']} pps={c['pps']} err={c['err']} stop=0",
         ]
         return "\n".join(lines) + "\n"
 
-    def _cc_bps(self) -> int:
+    def _cc_line(self) -> str:
+        """The ``cc:`` line: one CableCARD per device, so every tuner (idle ones too) reports the
+        same figures, as a real CableCARD model does."""
         channels = (self._channel(n) for n in range(1, self.tuners))
-        return sum(ch.raw_bps for ch in channels if ch is not None)
+        bps = sum(ch.raw_bps for ch in channels if ch is not None)
+        return f"cc:  bps={bps} resync={int(self._elapsed() / 300.0)} overflow=0"
 
     def tuner_status(self, n: int) -> str:
         ch = self._channel(n)

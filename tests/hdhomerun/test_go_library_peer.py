@@ -127,6 +127,8 @@ def test_the_library_reads_every_debug_field_as_our_client_does(case):
             with pytest.raises(DeviceError) as e:
                 ours.get(name)
             assert e.value.is_unknown_variable() and q["error"] == e.value.message
+    if sim.cablecard:
+        assert all(t["debug"]["CableCARD"]["Resync"] > 0 for t in theirs["tuners"]), "a non-zero CableCARD counter"
     if case != "one-idle":
         locked = [t for t in theirs["tuners"] if t["debug"]["Tuner"]["Lock"] not in ("none", "(ntsc)")]
         assert locked and any(t["debug"]["TransportStream"]["TransportErrors"] for t in theirs["tuners"]), \
@@ -138,7 +140,10 @@ def exporter_series(peer: dict) -> dict[tuple, float]:
     device_info{model}; per tuner tuner_info{tuner,channel,lock}, the three ratios (percent / 100),
     network packets/s and errors; the CableCARD's bytes/s (bits / 8), overflow and resync once."""
     out = {("hdhomerun_device_info", (("model", peer["model"]),)): 1.0}
-    cablecard = None
+    cards = [t["debug"]["CableCARD"] for t in peer["tuners"] if t["debug"]["CableCARD"] is not None]
+    # one CableCARD per device: every tuner must report the same figures, or which tuner's the
+    # exporter takes would matter
+    assert all(c == cards[0] for c in cards), cards
     for t in peer["tuners"]:
         d, tuner = t["debug"], (("tuner", str(t["index"])),)
         tun, net = d["Tuner"], d["Network"]
@@ -148,11 +153,10 @@ def exporter_series(peer: dict) -> dict[tuple, float]:
         out[("hdhomerun_tuner_symbol_error_ratio", tuner)] = tun["SymbolErrorQuality"] / 100
         out[("hdhomerun_network_packets_per_second", tuner)] = float(net["PacketsPerSecond"])
         out[("hdhomerun_network_errors", tuner)] = float(net["Errors"])
-        cablecard = cablecard or d["CableCARD"]
-    if cablecard is not None:
-        out[("hdhomerun_cablecard_bytes_per_second", ())] = cablecard["BitsPerSecond"] / 8
-        out[("hdhomerun_cablecard_overflow", ())] = float(cablecard["Overflow"])
-        out[("hdhomerun_cablecard_resync", ())] = float(cablecard["Resync"])
+    if cards:
+        out[("hdhomerun_cablecard_bytes_per_second", ())] = cards[0]["BitsPerSecond"] / 8
+        out[("hdhomerun_cablecard_overflow", ())] = float(cards[0]["Overflow"])
+        out[("hdhomerun_cablecard_resync", ())] = float(cards[0]["Resync"])
     return out
 
 
@@ -188,3 +192,22 @@ def test_the_peer_refuses_anything_but_a_loopback_host_and_port():
     for address in ("192.0.2.1:65001", "localhost:65001", "127.0.0.1", "255.255.255.255:65001"):
         done = subprocess.run([peer, address], capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and "hdhomerun-peer:" in done.stderr, (address, done)
+
+
+def test_every_percent_and_rate_is_exported_as_the_exporter_divides_it():
+    """Unit check behind the finding above: for every percent 0..100 the ratio is exactly
+    percent / 100 (95 * 0.01 would be 0.9500000000000001), bits/s exactly bits / 8."""
+    from types import SimpleNamespace
+
+    from otel_bare_metal.sources.hdhomerun import DeviceReading, FleetReading
+    from otel_bare_metal.telemetry.hdhomerun import HDHomeRunObservers
+
+    tuners = {p: parse_tuner_debug(f"tun: ch=auto:7 lock=8vsb ss={p} snq={p} seq={p} dbg=0\n"
+                                   f"ts:  bps={p * 1000 + 3} te=0 crc=0\n") for p in range(101)}
+    fleet = FleetReading([DeviceReading("127.0.0.1:65001", True, 0.1, tuners=tuners)])
+    observers = HDHomeRunObservers(SimpleNamespace(result=fleet)).observers()
+    for name in ("signal_strength", "signal_to_noise_quality", "symbol_quality"):
+        got = {o.attributes["hdhomerun.tuner"]: o.value for o in observers[f"hdhomerun.tuner.{name}"]()}
+        assert got == {p: p / 100 for p in range(101)}, name
+    rates = {o.attributes["hdhomerun.tuner"]: o.value for o in observers["hdhomerun.tuner.transport_rate"]()}
+    assert rates == {p: (p * 1000 + 3) / 8 for p in range(101)}
