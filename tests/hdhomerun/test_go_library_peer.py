@@ -13,7 +13,7 @@ What is proven here:
   model and raw values (NUL-terminated, long values with a two-byte length) agree with ours;
 * our classic-mode ``/probe`` serves exactly the series hdhomerun_exporter's collector derives
   from the library's figures (names, labels, values);
-* a corrupted reply is refused by both.
+* a corrupted, cut or missing reply gives no figures from either.
 
 The hand-modelled comparison of names and label sets is in tests/telemetry/test_classic_naming.py.
 No broadcast: the peer refuses anything but a literal loopback host:port, and never discovers.
@@ -176,15 +176,23 @@ def test_classic_probe_serves_what_hdhomerun_exporter_derives_from_the_library(c
     assert ours[("hdhomerun_up", ())] == 1.0
 
 
-@pytest.mark.parametrize("fault", ["bad_crc", "garbage", "truncate"])
-def test_a_corrupted_reply_is_refused_by_the_library_and_by_us(fault):
+@pytest.mark.parametrize("fault", ["bad_crc", "garbage", "truncate", "drop"])
+def test_a_broken_reply_gives_no_figures_from_the_library_nor_from_us(fault):
+    """Corrupted, cut or never sent: both refuse it, and both give up at their deadline."""
     with Simulator("127.0.0.1", 0, tuners=2) as sim:
         sim.set_faults(**{fault: True})
-        theirs = run_peer(sim.address_text, timeout="2s")
-        with Client(sim.address_text, timeout=2) as ours, pytest.raises(HDHomeRunError):
+        theirs = run_peer(sim.address_text, timeout="1s")
+        with Client(sim.address_text, timeout=1) as ours, pytest.raises(HDHomeRunError):
             ours.model()
     assert theirs["model"] is None and theirs["model_error"], theirs
     assert theirs["tuners"] == [] and theirs["tuner_error"], theirs
+
+
+def test_the_library_reads_the_simulator_on_ipv6_loopback():
+    with Simulator("::1", 0, tuners=2) as sim, Client(sim.address_text, timeout=5) as ours:
+        assert sim.address_text.startswith("[::1]:")
+        theirs = run_peer(sim.address_text)
+        assert theirs["model"] == ours.model() and len(theirs["tuners"]) == ours.tuner_count() == 2
 
 
 def test_the_peer_refuses_anything_but_a_loopback_host_and_port():
