@@ -24,7 +24,7 @@ from otel_bare_metal.exposition.http import HTTPServer, Limits, Request, Respons
 from otel_bare_metal.exposition.otlp import push_exporters
 from otel_bare_metal.exposition.probe import ProbeTargets
 from otel_bare_metal.exposition.webconfig import WebConfigWatcher
-from otel_bare_metal.exposition.prometheus import SCRAPE_TIMEOUT_HEADER, PrometheusPage, scrape_budget
+from otel_bare_metal.exposition.prometheus import SCRAPE_TIMEOUT_HEADER, PageUnavailable, PrometheusPage, scrape_budget
 from otel_bare_metal.registry import Paths, Registry, registry
 from otel_bare_metal.telemetry import Collector, instrument
 from otel_bare_metal.telemetry.collection import STUCK_AFTER
@@ -130,7 +130,10 @@ class Exporter:
         if self.page is None:
             return Response(404, b"the /metrics page is off (OTEL_METRICS_EXPORTER has no prometheus)\n")
         budget = scrape_budget(request.header(SCRAPE_TIMEOUT_HEADER), self.config.timeout_offset)
-        body, content_type = self.page.render(request.header("accept"), budget)
+        try:
+            body, content_type = self.page.render(request.header("accept"), budget)
+        except PageUnavailable as e:
+            return Response(503, f"the collection failed and no earlier page exists yet: {e}\n".encode())
         return Response(200, body, content_type)
 
     def healthz(self, request: Request) -> Response:

@@ -45,6 +45,7 @@ from prometheus_client.utils import floatToGoString
 
 from otel_bare_metal import limits
 from otel_bare_metal._otel_compat import HookedPrometheusReader, map_unit, sanitize_attribute, sanitize_full_name
+from otel_bare_metal.logutil import RateLimitedLog
 from otel_bare_metal.telemetry.definitions import METRICS
 
 log = logging.getLogger(__name__)
@@ -251,6 +252,10 @@ def fast_format(encoder) -> str | None:
     return None
 
 
+class PageUnavailable(Exception):
+    """The SDK's collection itself failed and no complete page exists yet to serve instead."""
+
+
 class PrometheusPage:
     """A Prometheus reader with its own registry; ``render`` gives one complete exposition.
 
@@ -275,6 +280,7 @@ class PrometheusPage:
         )
         self._lock = threading.Lock()
         self._last: dict[str, bytes] = {}  # content type → the last complete page
+        self._warn = RateLimitedLog(log)
         self.collection = None  # set by the exporter (telemetry.collection.Collection)
         self.served_last = 0  # renders answered with the last page (for tests and logs)
 
@@ -294,6 +300,15 @@ class PrometheusPage:
         try:
             with self.collection.scrape(deadline) if self.collection is not None else nullcontext():
                 body = self._render(encoder, deadline)
+        except Exception as e:  # the SDK's own collection failed, e.g. MetricsTimeoutError past its budget
+            last = self._last.get(content_type)
+            self._warn(logging.WARNING, type(e).__name__, "collection failed (%s: %s); %s", type(e).__name__, e,
+                       "serving the last complete page" if last is not None else "no complete page to serve yet")
+            if last is None:
+                raise PageUnavailable(f"{type(e).__name__}: {e}") from e
+            self.served_last += 1
+            return last, content_type
+        else:
             self._last[content_type] = body
             return body, content_type
         finally:

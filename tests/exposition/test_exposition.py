@@ -128,3 +128,49 @@ def test_fast_text_encoder_backfills_mixed_label_sets_like_the_stock_path(accept
     stock_lines = [l for l in stock.split(b"\n") if not l.startswith(b"target_info")]
     assert fast_lines == stock_lines
     assert b'mixed{a="x",b=""} 1.0' in fast
+
+
+def _page_with_slow_instrument():
+    """A page over two instruments; the first one's callback outlives the SDK's collect budget
+    while ``slow`` is set, so the real SDK raises MetricsTimeoutError from collect."""
+    page = PrometheusPage()
+    provider = MeterProvider(metric_readers=[page.reader])
+    meter = provider.get_meter("t")
+    slow = threading.Event()
+
+    def first(options):
+        if slow.is_set():
+            time.sleep(1.4)  # render gives the SDK its budget + 1 s
+        return [Observation(1, {"i": 0})]
+
+    meter.create_observable_gauge("a", callbacks=[first], description="d")
+    meter.create_observable_gauge("b", callbacks=[lambda o: [Observation(2, {"i": 1})]], description="d")
+    return page, provider, slow
+
+
+def test_a_failed_sdk_collection_serves_the_last_complete_page():
+    page, provider, slow = _page_with_slow_instrument()
+    try:
+        good, content_type = page.render(budget=5.0)
+        assert ("b", (("i", "1"),)) in series(good)
+        slow.set()
+        again, again_type = page.render(budget=0.05)
+        assert (again, again_type) == (good, content_type)
+        assert page.served_last == 1
+    finally:
+        provider.shutdown()
+
+
+def test_a_failed_first_collection_is_page_unavailable_not_a_crash():
+    from otel_bare_metal.exposition.prometheus import PageUnavailable
+
+    page, provider, slow = _page_with_slow_instrument()
+    slow.set()
+    try:
+        with pytest.raises(PageUnavailable, match="MetricsTimeoutError"):
+            page.render(budget=0.05)
+        slow.clear()
+        body, _ = page.render(budget=5.0)  # the page recovers on the next collection
+        assert ("a", (("i", "0"),)) in series(body)
+    finally:
+        provider.shutdown()
