@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import FIXTURES, ROOT, fetch, free_port, promtool_check_metrics, samples, wait_for_http
+from helpers import FIXTURES, ROOT, fetch, free_port, promtool_check_metrics, samples, stop_process, wait_for_http
 from otel_bare_metal.app import Config, Exporter
 from otel_bare_metal.sources.filesystem import FilesystemSource, StatfsResult, StatfsWatchdog
 from otel_bare_metal.sources.procfs import parse_mountinfo, parse_stat
@@ -194,8 +194,7 @@ def test_needs_no_root():
         wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
         s = samples(fetch(f"http://127.0.0.1:{port}/metrics")[2].decode())
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
     success = {dict(k[1])["collector"]: v for k, v in s.items() if k[0] == "otel_bare_metal_collector_success"}
     assert success == {"cpu": 1.0, "filesystem": 1.0}
     assert any(k[0] == "system_cpu_time_seconds_total" for k in s)

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from collector_support import go_peer
-from helpers import FIXTURES, fetch, free_port, promtool_check_metrics, running_exporter, samples, wait_for_http
+from helpers import FIXTURES, fetch, free_port, promtool_check_metrics, running_exporter, samples, stop_process, wait_for_http
 
 ARGS = (f"--path.procfs={FIXTURES / 'proc'}", f"--path.rootfs={FIXTURES / 'rootfs'}")
 
@@ -16,19 +16,33 @@ ARGS = (f"--path.procfs={FIXTURES / 'proc'}", f"--path.rootfs={FIXTURES / 'rootf
 LIVE = {"node_filesystem_free_bytes": 256 << 20, "node_filesystem_avail_bytes": 256 << 20, "node_filesystem_files_free": 50_000}
 
 
-def node_exporter_page(*args: str) -> str:
+def node_exporter_page(*args: str, tree: tuple[str, ...] = ARGS, collectors: tuple[str, ...] = ("cpu", "filesystem")) -> str:
+    """One scrape of the real node_exporter with only ``collectors`` on, reading ``tree``."""
     port = free_port()
     proc = subprocess.Popen(
         [go_peer("node_exporter"), f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
-         "--collector.cpu", "--collector.filesystem", f"--path.sysfs={FIXTURES / 'sys'}", *ARGS, *args],
+         *(f"--collector.{c}" for c in collectors), f"--path.sysfs={FIXTURES / 'sys'}", *tree, *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/metrics", proc=proc)
         return fetch(f"http://127.0.0.1:{port}/metrics")[2].decode()
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
+
+
+def filesystems_both_ways(tmp_path, mountinfo: str) -> tuple[dict, dict]:
+    """(node_exporter's, ours in classic mode) filesystem samples for a tree whose
+    ``1/mountinfo`` is ``mountinfo`` (the fixture rootfs under it)."""
+    proc = tmp_path / "proc"
+    (proc / "1").mkdir(parents=True)
+    (proc / "stat").write_text((FIXTURES / "proc" / "stat").read_text())
+    (proc / "1" / "mountinfo").write_text(mountinfo)
+    tree = (f"--path.procfs={proc}", f"--path.rootfs={FIXTURES / 'rootfs'}")
+    theirs = samples(node_exporter_page(tree=tree, collectors=("filesystem",)))
+    with running_exporter(*tree, "--metrics.naming=classic", "--no-collector.cpu") as base:
+        ours = samples(fetch(base + "/metrics")[2].decode())
+    return theirs, ours
 
 
 @pytest.fixture(scope="module")
@@ -218,24 +232,9 @@ def test_include_with_exclude_is_a_start_up_error_in_both(what):
 def test_emergency_ro_counts_as_read_only(tmp_path):
     """ext4 flags a superblock emergency_ro after errors; node_exporter 1.8+ reports the mount
     read-only, and so do we."""
-    proc = tmp_path / "proc"
-    (proc / "1").mkdir(parents=True)
-    (proc / "stat").write_text((FIXTURES / "proc" / "stat").read_text())
-    (proc / "1" / "mountinfo").write_text(
+    theirs, ours = filesystems_both_ways(tmp_path, (
         "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,errors=remount-ro\n"
-        "30 22 8:17 / /data rw,noatime shared:20 - ext4 /dev/sdb1 rw,emergency_ro\n")
-    args = (f"--path.procfs={proc}", f"--path.rootfs={FIXTURES / 'rootfs'}")
-    port = free_port()
-    ne = subprocess.Popen([go_peer("node_exporter"), f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
-                           "--collector.filesystem", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/metrics", proc=ne)
-        theirs = samples(fetch(f"http://127.0.0.1:{port}/metrics")[2].decode())
-    finally:
-        ne.terminate()
-        ne.wait(10)
-    with running_exporter(*args, "--metrics.naming=classic", "--no-collector.cpu") as base:
-        ours = samples(fetch(base + "/metrics")[2].decode())
+        "30 22 8:17 / /data rw,noatime shared:20 - ext4 /dev/sdb1 rw,emergency_ro\n"))
     key = ("node_filesystem_readonly", (("device", "/dev/sdb1"), ("device_error", ""), ("fstype", "ext4"), ("mountpoint", "/data")))
     assert theirs[key] == 1 and ours[key] == 1
 
@@ -260,25 +259,10 @@ def test_mount_info_matches_node_exporter_on_the_fixtures(node_exporter_samples,
 def test_mount_info_for_failing_mounts_and_wide_device_numbers_matches_node_exporter(tmp_path):
     """Neither exports mount_info for a mount whose statfs fails (here: its directory is missing
     under the rootfs); both print device numbers in decimal, minors past 255 included."""
-    proc = tmp_path / "proc"
-    (proc / "1").mkdir(parents=True)
-    (proc / "stat").write_text((FIXTURES / "proc" / "stat").read_text())
-    (proc / "1" / "mountinfo").write_text(
+    theirs, ours = filesystems_both_ways(tmp_path, (
         "22 1 259:2 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p2 rw\n"
         "30 22 259:65537 / /data rw,noatime shared:20 - xfs /dev/nvme1n1p1 rw\n"
-        "31 22 0:53 / /gone rw,relatime shared:21 - nfs4 server:/export rw\n")
-    args = (f"--path.procfs={proc}", f"--path.rootfs={FIXTURES / 'rootfs'}")
-    port = free_port()
-    ne = subprocess.Popen([go_peer("node_exporter"), f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
-                           "--collector.filesystem", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/metrics", proc=ne)
-        theirs = samples(fetch(f"http://127.0.0.1:{port}/metrics")[2].decode())
-    finally:
-        ne.terminate()
-        ne.wait(10)
-    with running_exporter(*args, "--metrics.naming=classic", "--no-collector.cpu") as base:
-        ours = samples(fetch(base + "/metrics")[2].decode())
+        "31 22 0:53 / /gone rw,relatime shared:21 - nfs4 server:/export rw\n"))
     assert mount_info(ours) == mount_info(theirs)
     assert {(labels_of(k)["mountpoint"], labels_of(k)["major"], labels_of(k)["minor"]) for k in mount_info(ours)} \
         == {("/", "259", "2"), ("/data", "259", "65537")}
