@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from otel_bare_metal.registry import CollectorSpec, builtin_specs, registry
-from otel_bare_metal.telemetry.definitions import METRICS
+from otel_bare_metal.telemetry.definitions import of_collector
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
 SELF_TITLE = "Self-monitoring"
@@ -37,7 +37,7 @@ def render(specs: list[CollectorSpec] | None = None) -> str:
         "",
         f"## {SELF_TITLE}",
         "",
-        *table([m for m in METRICS if m.collector == "self"]),
+        *table(list(of_collector("self"))),
         "",
     ]
     for spec in specs:

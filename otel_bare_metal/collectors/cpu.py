@@ -6,7 +6,7 @@ import os
 
 from otel_bare_metal.registry import CollectorSpec, Paths
 from otel_bare_metal.sources import cpu_source
-from otel_bare_metal.telemetry.definitions import CPU_MODES, METRICS
+from otel_bare_metal.telemetry.definitions import CPU_MODES, of_collector
 from otel_bare_metal.telemetry.host import CPUObservers
 
 
@@ -34,7 +34,7 @@ COLLECTOR = CollectorSpec(
     name="cpu",
     source=lambda paths, options: cpu_source(paths.procfs, platform=paths.platform),
     observers=CPUObservers,
-    metrics=tuple(m for m in METRICS if m.collector == "cpu"),
+    metrics=of_collector("cpu"),
     title="CPU (`--collector.cpu`)",
     docs=DOCS,
     check=_check,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from otel_bare_metal.registry import CollectorSpec, Flag, Options, Paths
 from otel_bare_metal.sources import filesystem_source
 from otel_bare_metal.sources.filesystem import DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, MountFilter
-from otel_bare_metal.telemetry.definitions import METRICS
+from otel_bare_metal.telemetry.definitions import of_collector
 from otel_bare_metal.telemetry.host import FilesystemObservers
 
 FLAGS = (
@@ -59,7 +59,7 @@ COLLECTOR = CollectorSpec(
     name="filesystem",
     source=_source,
     observers=FilesystemObservers,
-    metrics=tuple(m for m in METRICS if m.collector == "filesystem"),
+    metrics=of_collector("filesystem"),
     flags=FLAGS,
     title="Filesystem (`--collector.filesystem`)",
     docs="\n".join([

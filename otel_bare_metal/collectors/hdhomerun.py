@@ -11,7 +11,7 @@ import logging
 from otel_bare_metal.exposition.allowlist import DEFAULT_RULES, Allowlist
 from otel_bare_metal.registry import CollectorSpec, Flag, Options, Paths
 from otel_bare_metal.sources.hdhomerun import Fleet
-from otel_bare_metal.telemetry.definitions import METRICS
+from otel_bare_metal.telemetry.definitions import of_collector
 from otel_bare_metal.telemetry.hdhomerun import HDHomeRunObservers
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ COLLECTOR = CollectorSpec(
     name="hdhomerun",
     source=_source,
     observers=HDHomeRunObservers,
-    metrics=tuple(m for m in METRICS if m.collector == "hdhomerun"),
+    metrics=of_collector("hdhomerun"),
     flags=FLAGS,
     title="HDHomeRun tuners (`--hdhomerun.device`, `/probe`)",
     check=_check,

@@ -35,7 +35,7 @@ from otel_bare_metal.logutil import RateLimitedLog
 from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.sources.hdhomerun import Device, DeviceReading, FleetReading
 from otel_bare_metal.telemetry import NAMINGS, register
-from otel_bare_metal.telemetry.definitions import METRICS
+from otel_bare_metal.telemetry.definitions import of_collector
 from otel_bare_metal.telemetry.hdhomerun import HDHomeRunObservers
 from otel_bare_metal.telemetry.naming import classic_table
 from otel_bare_metal.telemetry.provider import meter_provider
@@ -95,7 +95,7 @@ class ProbeTargets:
         if naming == "classic":  # classic names drop the device label: hdhomerun_exporter's ``instance`` names it
             definitions, observers = classic_table(observers, frozenset({"hdhomerun.device"}))
         elif naming == "otel":
-            definitions = [m for m in METRICS if m.collector == "hdhomerun"]
+            definitions = of_collector("hdhomerun")
         else:
             raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
         # No collectors to run: the device is read before the collection, by render_device.

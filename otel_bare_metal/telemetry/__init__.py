@@ -12,11 +12,11 @@ from otel_bare_metal.telemetry.collection import (
     register,
     self_monitoring_observers,
 )
-from otel_bare_metal.telemetry.definitions import METRICS, Metric
+from otel_bare_metal.telemetry.definitions import Metric, of_collector
 from otel_bare_metal.telemetry.naming import classic_table
 
 NAMINGS = ("otel", "classic")
-SELF_MONITORING = tuple(m for m in METRICS if m.collector == "self")
+SELF_MONITORING = of_collector("self")
 
 
 def instrument(

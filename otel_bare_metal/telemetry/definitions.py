@@ -259,3 +259,8 @@ METRICS: tuple[Metric, ...] = (
            classic=_c("node_filesystem_mount_info", CLASSIC_MOUNT_INFO, "Filesystem mount information."),
            classic_only=True),
 ) + HDHOMERUN_METRICS
+
+
+def of_collector(name: str) -> tuple[Metric, ...]:
+    """The rows of one collector (``"self"``: the per-collector self-monitoring), in table order."""
+    return tuple(m for m in METRICS if m.collector == name)
