@@ -67,20 +67,20 @@ class HookedPrometheusReader(PrometheusMetricReader):
             super()._receive_metrics(passed_on, timeout_millis, **kwargs)
 
 
-def export_interval_millis(reader: PeriodicExportingMetricReader) -> float:
+def _reader_millis(reader: PeriodicExportingMetricReader, attribute: str, consequence: str) -> float:
     try:
-        return float(reader._export_interval_millis)
+        return float(getattr(reader, attribute))
     except AttributeError as e:
-        raise AttributeError(upstream_changed("PeriodicExportingMetricReader has no _export_interval_millis",
-                                              "opentelemetry-sdk", "The start-up line cannot show the push interval.")) from e
+        raise AttributeError(upstream_changed(f"PeriodicExportingMetricReader has no {attribute}",
+                                              "opentelemetry-sdk", consequence)) from e
+
+
+def export_interval_millis(reader: PeriodicExportingMetricReader) -> float:
+    return _reader_millis(reader, "_export_interval_millis", "The start-up line cannot show the push interval.")
 
 
 def export_timeout_millis(reader: PeriodicExportingMetricReader) -> float:
-    try:
-        return float(reader._export_timeout_millis)
-    except AttributeError as e:
-        raise AttributeError(upstream_changed("PeriodicExportingMetricReader has no _export_timeout_millis",
-                                              "opentelemetry-sdk", "The final flush at shutdown cannot be bounded.")) from e
+    return _reader_millis(reader, "_export_timeout_millis", "The final flush at shutdown cannot be bounded.")
 
 
 def translate_to_prometheus(reader: PrometheusMetricReader, data: MetricsData, families: dict) -> None:
