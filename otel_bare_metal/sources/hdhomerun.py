@@ -269,21 +269,6 @@ def _reason(error: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
-class OneDevice:
-    """A single device as a source (what ``/probe?target=`` collects): synchronous, bounded
-    by the device's timeout."""
-
-    def __init__(self, device: Device):
-        self.device = device
-        self.timeout = device.timeout
-
-    def read(self, deadline: float | None = None) -> FleetReading:
-        return FleetReading([self.device.read(deadline)])
-
-    def close(self) -> None:
-        self.device.close()
-
-
 @dataclass
 class _State:
     down: bool = False

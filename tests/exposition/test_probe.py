@@ -15,7 +15,7 @@ from otel_bare_metal import __version__
 from otel_bare_metal.exposition.probe import ProbeTargets
 from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.hdhomerun.simulator import Simulator
-from otel_bare_metal.sources.hdhomerun import Device, OneDevice
+from otel_bare_metal.sources.hdhomerun import Device, FleetReading
 from otel_bare_metal.telemetry import Collector, instrument
 from otel_bare_metal.telemetry.provider import meter_provider
 from otel_bare_metal.telemetry.resource import build_resource
@@ -52,6 +52,16 @@ def recorded():
     dead = Device("127.0.0.1:9", 0.2, discover=lambda a, w: None).read()
     assert not dead.up
     return live, dead
+
+
+class OneDevice:
+    """One device as a collector's source: how /probe collected before the shared provider."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def read(self):
+        return FleetReading([self.device.read()])
 
 
 def reference_render(device, naming, accept):
