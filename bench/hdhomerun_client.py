@@ -14,8 +14,8 @@ import argparse
 import sys
 import time
 
-from otel_bare_metal.hdhomerun import Client
-from otel_bare_metal.hdhomerun.simulator import Simulator
+from otel_bare_metal.hdhr import Client
+from otel_bare_metal.hdhr.simulator import Simulator
 
 
 def main(argv: list[str]) -> int:

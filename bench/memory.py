@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import free_port, ours, rss_bytes, scrape_for, server  # noqa: E402
 
-from otel_bare_metal.hdhomerun.simulator import Simulator  # noqa: E402
+from otel_bare_metal.hdhr.simulator import Simulator  # noqa: E402
 
 MB = 1_000_000
 RSS_LIMIT = 60 * MB  # the memory target: <= 60 MB after 10 000 scrapes

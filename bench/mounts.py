@@ -7,7 +7,7 @@ cost, not the disks'.  Each N runs in a child process (peak RSS is VmHWM of that
 * **source read** — what the mount timeout (``--collector.filesystem.mount-timeout``, default
   5 s) bounds: read and parse mountinfo, filter and de-duplicate, statfs every mount through
   the watchdog's workers.  Also split into its three steps.
-* **whole scrape** — one ``/metrics`` render of the real ``Exporter`` page (filesystem
+* **whole scrape** — one ``/metrics`` render of the real ``App`` page (filesystem
   collector only) on that tree: the source read plus the SDK's collection and the encoding,
   the second of two renders (the first builds the SDK's per-series storage).
 
@@ -63,10 +63,10 @@ def write_tree(base: Path, mounts: int, shape: str = "distinct") -> Path:
 
 def child(mounts: int, shape: str) -> dict:
     """Run in the child: the measurements for one mount count."""
-    from otel_bare_metal.app import Config, Exporter
-    from otel_bare_metal.sources.filesystem import FilesystemSource, StatfsResult, StatfsWatchdog, select_mounts
-    from otel_bare_metal.sources.procfs import read_mountinfo
-    from otel_bare_metal.telemetry import Collector
+    from otel_bare_metal.app import App, Config
+    from otel_bare_metal.collectors.filesystem.source import FilesystemSource, StatfsResult, StatfsWatchdog, select_mounts
+    from otel_bare_metal.procfs import read_mountinfo
+    from otel_bare_metal.telemetry import SourceWorker
     from otel_bare_metal.telemetry.resource import build_resource
 
     answer = StatfsResult(4096, 1_000_000, 400_000, 300_000, 65_536, 60_000)
@@ -98,7 +98,7 @@ def child(mounts: int, shape: str) -> dict:
         config = Config(listen_address="127.0.0.1:0", collectors={"filesystem": True, "cpu": False},
                         procfs=procfs, mount_timeout=MOUNT_TIMEOUT)
         fs = FilesystemSource(procfs=procfs, watchdog=StatfsWatchdog(statfs, timeout=MOUNT_TIMEOUT))
-        exporter = Exporter(config, resource=build_resource({}), collectors=[Collector("filesystem", fs)], environ={})
+        exporter = App(config, resource=build_resource({}), collectors=[SourceWorker("filesystem", fs)], environ={})
         try:
             renders = []
             for _ in range(2):

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import free_port, ours, rss_bytes, server  # noqa: E402
 
-from otel_bare_metal.hdhomerun.simulator import Simulator  # noqa: E402
+from otel_bare_metal.hdhr.simulator import Simulator  # noqa: E402
 
 MB = 1_000_000
 GROWTH_LIMIT = 5 * MB  # "RSS stays within a few MB of the start"

@@ -223,7 +223,7 @@ def verdict(rows: list[dict]) -> tuple[bool | None, str]:
 def breakdown(cpus: int = 256, mounts: int = 200, n: int = 15) -> dict:
     """Where one render's time goes, in process (no HTTP), on a synthetic tree.
 
-    Builds ``otel_bare_metal.app.Exporter`` on the tree and times, each on its own (median of
+    Builds ``otel_bare_metal.app.App`` on the tree and times, each on its own (median of
     ``n``): a whole ``page.render()``; the sources' reads; ``reader.collect()`` (SDK collection
     with our callbacks, sources included); our ``TextEncoder`` on that MetricsData; and, for
     reference, the stock path it replaces (the reader's ``_translate_to_prometheus`` and
@@ -233,7 +233,7 @@ def breakdown(cpus: int = 256, mounts: int = 200, n: int = 15) -> dict:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from otel_bare_metal._otel_compat import translate_to_prometheus
-    from otel_bare_metal.app import Config, Exporter
+    from otel_bare_metal.app import App, Config
 
     def med(fn) -> float:
         times = []
@@ -245,7 +245,7 @@ def breakdown(cpus: int = 256, mounts: int = 200, n: int = 15) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="bench-breakdown-") as tmp:
         procfs, rootfs = make_tree(Path(tmp), cpus, mounts)
-        exporter = Exporter(Config(procfs=str(procfs), rootfs=str(rootfs), listen_address="127.0.0.1:0"))
+        exporter = App(Config(procfs=str(procfs), rootfs=str(rootfs), listen_address="127.0.0.1:0"))
         try:
             page = exporter.page
             page.render()

@@ -7,7 +7,7 @@
 2. **Slow-link come-up.**  40 devices whose every reply is delayed 100 ms, plus 3 dead, with
    ``--hdhomerun.timeout 1``: per scrape (1 s apart), how many of the 40 are up, how many dead
    ones are (must be 0), and the page time against the timeout.
-3. **A hung collector under the scrape's deadline.**  In process: an ``Exporter`` on this
+3. **A hung collector under the scrape's deadline.**  In process: an ``App`` on this
    host's ``/proc`` whose filesystem collector's mount table read blocks (an injected blocking
    function, a stand-in for a FIFO or a dead NFS server), scraped with
    ``X-Prometheus-Scrape-Timeout-Seconds: 2`` (budget 1.5 s with the default offset); the
@@ -96,11 +96,11 @@ def slow_link(scrapes: int) -> list[dict]:
 
 
 def hang(scrapes: int) -> dict:
-    from otel_bare_metal.app import Config, Exporter
-    from otel_bare_metal.sources.filesystem import FilesystemSource, StatfsWatchdog
-    from otel_bare_metal.sources.procfs import read_mountinfo
-    from otel_bare_metal.telemetry import Collector
-    from otel_bare_metal.sources.cpu import ProcfsCPUSource
+    from otel_bare_metal.app import App, Config
+    from otel_bare_metal.collectors.filesystem.source import FilesystemSource, StatfsWatchdog
+    from otel_bare_metal.procfs import read_mountinfo
+    from otel_bare_metal.telemetry import SourceWorker
+    from otel_bare_metal.collectors.cpu.source import ProcfsCPUSource
     from otel_bare_metal.telemetry.resource import build_resource
 
     release = threading.Event()
@@ -112,9 +112,9 @@ def hang(scrapes: int) -> dict:
     results = {}
     try:
         for name, read_mounts in (("yardstick", read_mountinfo), ("hung", blocked_mounts)):
-            collectors = [Collector("cpu", ProcfsCPUSource()),
-                          Collector("filesystem", FilesystemSource(watchdog=StatfsWatchdog(timeout=5.0), read_mounts=read_mounts))]
-            exporter = Exporter(Config(listen_address="127.0.0.1:0"), resource=build_resource({}), collectors=collectors,
+            collectors = [SourceWorker("cpu", ProcfsCPUSource()),
+                          SourceWorker("filesystem", FilesystemSource(watchdog=StatfsWatchdog(timeout=5.0), read_mounts=read_mounts))]
+            exporter = App(Config(listen_address="127.0.0.1:0"), resource=build_resource({}), collectors=collectors,
                                 environ={}).start()
             try:
                 times = [scrape(exporter.server.port, {"X-Prometheus-Scrape-Timeout-Seconds": "2"})[0] for _ in range(scrapes)]

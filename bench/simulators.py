@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from otel_bare_metal.hdhomerun.simulator import Faults, Simulator  # noqa: E402
+from otel_bare_metal.hdhr.simulator import Faults, Simulator  # noqa: E402
 
 
 def main() -> int:

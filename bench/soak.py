@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import cpu_seconds, free_port, ours, rss_bytes, server  # noqa: E402
 
-from otel_bare_metal.hdhomerun.simulator import Simulator  # noqa: E402
+from otel_bare_metal.hdhr.simulator import Simulator  # noqa: E402
 
 MB = 1_000_000
 

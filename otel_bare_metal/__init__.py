@@ -2,9 +2,12 @@
 
 The package is layered (see docs/architecture.md):
 
-* ``sources``     read the machine or a device and return plain records; never import opentelemetry.
-* ``hdhomerun``   the HDHomeRun protocol client, simulator and tools (a source too).
-* ``telemetry``   map records to OpenTelemetry observable instruments, from one definitions table.
+* ``collectors``  one folder per built-in collector: its spec, its source (which never imports
+  opentelemetry) and its metric rows beside the observers that emit them.
+* ``procfs``, ``hdhr``  libraries the collectors read through: Linux procfs files, and the
+  HDHomeRun device protocol (client, discover, simulator, tools); they know nothing of metrics.
+* ``telemetry``   generic machinery: runs every source under one deadline, registers the
+  instruments, classic names, the MeterProvider and resource.
 * ``exposition``  how metrics leave the process: the Prometheus ``/metrics`` page (and OTLP push).
 * ``app`` / ``cli``  wire the layers together from command-line flags and the environment.
 """

@@ -1,6 +1,6 @@
 """Wires sources, telemetry and exposition into one running exporter.
 
-Everything is built from a ``Config`` value: no global state.  Tests build an ``Exporter`` on
+Everything is built from a ``Config`` value: no global state.  Tests build an ``App`` on
 fixture trees and an ephemeral port; the command line builds one from flags.
 """
 
@@ -19,14 +19,14 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__
 from otel_bare_metal._otel_compat import export_timeout_millis
-from otel_bare_metal.exposition.allowlist import DEFAULT_RULES, FLAG as ALLOW_FLAG, Allowlist, TargetNotAllowed
+from otel_bare_metal.collectors.hdhomerun.allowlist import DEFAULT_RULES, FLAG as ALLOW_FLAG, Allowlist, TargetNotAllowed
 from otel_bare_metal.exposition.http import HTTPServer, Limits, Request, Response, healthz, landing_page
 from otel_bare_metal.exposition.otlp import push_exporters
-from otel_bare_metal.exposition.probe import ProbeTargets
+from otel_bare_metal.collectors.hdhomerun.probe import ProbeTargets
 from otel_bare_metal.exposition.webconfig import WebConfigWatcher
 from otel_bare_metal.exposition.prometheus import SCRAPE_TIMEOUT_HEADER, PageUnavailable, PrometheusPage, scrape_budget
 from otel_bare_metal.registry import Paths, Registry, registry
-from otel_bare_metal.telemetry import Collector, instrument
+from otel_bare_metal.telemetry import SourceWorker, instrument
 from otel_bare_metal.telemetry.collection import STUCK_AFTER
 from otel_bare_metal.telemetry.provider import meter_provider
 from otel_bare_metal.logutil import fields as log_fields
@@ -57,15 +57,15 @@ def _config_class(reg: Registry) -> type:
         return Paths(self.procfs, self.sysfs, self.rootfs, self.platform)
 
     cls = make_dataclass("Config", fields, namespace={"paths": paths, "__module__": __name__})
-    cls.__doc__ = "Everything an Exporter is built from; fields: " + ", ".join(name for name, *_ in fields) + "."
+    cls.__doc__ = "Everything an App is built from; fields: " + ", ".join(name for name, *_ in fields) + "."
     return cls
 
 
 Config = _config_class(registry())
 
 
-def build_collectors(config, reg: Registry | None = None) -> list[Collector]:
-    """One Collector per enabled collector that has something to collect, in registry order.
+def build_collectors(config, reg: Registry | None = None) -> list[SourceWorker]:
+    """One SourceWorker per enabled collector that has something to collect, in registry order.
     A plugin whose source factory raises is logged and left out; the others still run."""
     reg = reg or registry()
     collectors = []
@@ -82,18 +82,18 @@ def build_collectors(config, reg: Registry | None = None) -> list[Collector]:
             log.exception("collector plugin %r (%s) skipped: its source factory failed", spec.name, spec.plugin)
             continue
         if source is not None:
-            collectors.append(Collector(spec.name, source))
+            collectors.append(SourceWorker(spec.name, source))
     return collectors
 
 
-class Exporter:
+class App:
     """One MeterProvider, its instruments, the Prometheus page and the HTTP server."""
 
     def __init__(
         self,
         config,
         resource: Resource | None = None,
-        collectors: list[Collector] | None = None,
+        collectors: list[SourceWorker] | None = None,
         environ: Mapping[str, str] | None = None,
     ):
         self.config = config
@@ -172,7 +172,7 @@ class Exporter:
             "/probe": self.probe,
         }
 
-    def start(self) -> "Exporter":
+    def start(self) -> "App":
         """Serve.  Raises WebConfigError for a broken --web.config.file, OSError when the port is taken."""
         self.web_config = WebConfigWatcher(self.config.web_config_file) if self.config.web_config_file else None
         limits = Limits(max_connections=self.config.max_connections, max_requests=self.config.max_requests)

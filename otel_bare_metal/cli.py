@@ -241,11 +241,11 @@ def serve(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         log.debug("raised the open files limit", extra={"from": limits[0], "to": limits[1]})
     registry().log_problems()
 
-    from otel_bare_metal.app import Exporter
+    from otel_bare_metal.app import App
 
     from otel_bare_metal.exposition.webconfig import WebConfigError
 
-    exporter = Exporter(config)
+    exporter = App(config)
     try:
         exporter.start()
     except WebConfigError as e:  # logging is set up: one error line in the chosen log format
@@ -280,7 +280,7 @@ def cpustat(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     p = _Parser(prog=f"{PROG} cpustat", description="Print each CPU's user, system and idle seconds from /proc/stat.")
     p.add_argument("--path.procfs", dest="procfs", default=environ.get(env_name("--path.procfs"), "/proc"))
     args = p.parse_args(argv)
-    from otel_bare_metal.sources import cpu_source
+    from otel_bare_metal.collectors.cpu import cpu_source
 
     try:
         stat = cpu_source(args.procfs).read()
@@ -300,8 +300,8 @@ def statfs(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     p.add_argument("path", metavar="PATH")
     p.add_argument("--path.procfs", dest="procfs", default=environ.get(env_name("--path.procfs"), "/proc"))
     args = p.parse_args(argv)
-    from otel_bare_metal.sources.filesystem import os_statfs
-    from otel_bare_metal.sources.procfs import read_mountinfo
+    from otel_bare_metal.collectors.filesystem.source import os_statfs
+    from otel_bare_metal.procfs import read_mountinfo
 
     try:
         result = os_statfs(args.path)
@@ -327,7 +327,7 @@ def statfs(argv: Sequence[str], environ: Mapping[str, str]) -> int:
 
 
 def hdhomerun(argv: Sequence[str], environ: Mapping[str, str]) -> int:
-    from otel_bare_metal.hdhomerun.cli import main as hdhomerun_main
+    from otel_bare_metal.hdhr.cli import main as hdhomerun_main
 
     return hdhomerun_main(list(argv))
 

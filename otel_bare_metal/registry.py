@@ -7,7 +7,7 @@ table, its own flags and the prose of its ``docs/metrics.md`` section.  From the
 * the command line: ``--[no-]collector.<name>`` for each, ``--collector.disable-defaults``, and
   each spec's own flags, every one also read from ``OTEL_BARE_METAL_<FLAG>`` (``cli.py``);
 * ``app.Config``: one field per flag row (``Flag.field``) plus ``collectors`` (name → enabled);
-* the collectors an ``Exporter`` runs and the observers it registers (``app.build_collectors``,
+* the collectors an ``App`` runs and the observers it registers (``app.build_collectors``,
   ``telemetry.instrument``);
 * the sections of ``docs/metrics.md`` (``docgen.py``).
 
@@ -97,7 +97,7 @@ class CollectorSpec:
 
     ``source(paths, options)`` returns an object with ``read()`` (and optionally ``close()``),
     or None when there is nothing to collect (no HDHomeRun device configured).  ``observers``
-    is called with the ``telemetry.Collector`` and returns an object whose ``observers()`` maps
+    is called with the ``telemetry.SourceWorker`` and returns an object whose ``observers()`` maps
     each of ``metrics``' names to a function returning that instrument's observations from
     ``collector.result``; ``register`` refuses a metric without an observer and an observer
     without a metric.  ``check(paths, options, enabled)`` validates flag values at start-up
@@ -204,6 +204,10 @@ class Registry:
 
     def flags(self) -> list[Flag]:
         return [f for s in self.specs for f in s.flags]
+
+    def metrics(self) -> list[Any]:
+        """Every collector's metric rows (``telemetry.definitions.Metric``), in registry order."""
+        return [m for s in self.specs for m in s.metrics]
 
     def log_problems(self) -> None:
         for problem in self.problems:

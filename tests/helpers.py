@@ -18,6 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def builtin_metrics() -> tuple:
+    """Every metric row of the built-in collectors, self-monitoring first (as docs/metrics.md lists them)."""
+    from otel_bare_metal.registry import builtin_specs
+    from otel_bare_metal.telemetry import SELF_MONITORING
+
+    return SELF_MONITORING + tuple(m for spec in builtin_specs() for m in spec.metrics)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

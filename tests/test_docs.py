@@ -1,5 +1,7 @@
 from otel_bare_metal import docgen
-from otel_bare_metal.telemetry.definitions import METRICS
+from helpers import builtin_metrics
+
+METRICS = builtin_metrics()
 
 
 def test_metrics_doc_is_generated_from_the_table():

@@ -12,10 +12,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from helpers import FIXTURES
 from otel_bare_metal.cli import UsageError, config_from_args, serve_parser
 from otel_bare_metal.registry import CollectorSpec, Flag, Registry, load_plugins, registry
-from otel_bare_metal.sources.cpu import ProcfsCPUSource
-from otel_bare_metal.telemetry import Collector, instrument, register
+from otel_bare_metal.collectors.cpu.source import ProcfsCPUSource
+from otel_bare_metal.telemetry import SourceWorker, instrument, register
 from otel_bare_metal.telemetry.definitions import Kind, Metric
-from otel_bare_metal.telemetry.hdhomerun import HDHomeRunObservers
+from otel_bare_metal.collectors.hdhomerun.metrics import HDHomeRunObservers
 
 PROC = str(FIXTURES / "proc")
 
@@ -30,7 +30,7 @@ def config(argv, environ=None):
 
 def test_a_definition_without_an_observer_fails_at_start():
     """Renaming an observer's key used to make its metric vanish with every test green."""
-    c = Collector("hdhomerun", source=type("Idle", (), {"read": lambda self: None})())
+    c = SourceWorker("hdhomerun", source=type("Idle", (), {"read": lambda self: None})())
     observers = HDHomeRunObservers(c).observers()
     observers["hdhomerun.tuner.stop_reason"] = observers.pop("hdhomerun.tuner.stream_stop_reason")
     meter = MeterProvider().get_meter("t")
@@ -51,11 +51,11 @@ def test_instrument_refuses_an_observer_class_that_misses_a_metric():
     spec = replace(registry().get("cpu"), observers=Partial)
     reg = Registry([spec])
     with pytest.raises(ValueError, match="no observer for .*system.cpu.time"):
-        instrument(MeterProvider().get_meter("t"), [Collector("cpu", ProcfsCPUSource(PROC, hz=100))], registry=reg)
+        instrument(MeterProvider().get_meter("t"), [SourceWorker("cpu", ProcfsCPUSource(PROC, hz=100))], registry=reg)
 
 
 def test_an_observer_that_raises_fails_only_its_own_collector():
-    good = Collector("cpu", ProcfsCPUSource(PROC, hz=100))
+    good = SourceWorker("cpu", ProcfsCPUSource(PROC, hz=100))
     bad_metric = Metric("broken.value", Kind.GAUGE, "1", "d", (), "broken")
 
     class Broken:
@@ -72,7 +72,7 @@ def test_an_observer_that_raises_fails_only_its_own_collector():
     reg = Registry([registry().get("cpu"), spec])
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    instrument(provider.get_meter("t"), [good, Collector("broken", type("S", (), {"read": lambda self: 1})())], registry=reg)
+    instrument(provider.get_meter("t"), [good, SourceWorker("broken", type("S", (), {"read": lambda self: 1})())], registry=reg)
     data = reader.get_metrics_data()
     metrics = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
     success = {p.attributes["collector"]: p.value for p in metrics["otel_bare_metal.collector.success"].data.data_points}

@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from contextlib import nullcontext
+from typing import Iterable
 from dataclasses import replace
 
 from opentelemetry.sdk.metrics import (
@@ -46,7 +47,7 @@ from prometheus_client.utils import floatToGoString
 from otel_bare_metal import limits
 from otel_bare_metal._otel_compat import HookedPrometheusReader, map_unit, sanitize_attribute, sanitize_full_name
 from otel_bare_metal.logutil import RateLimitedLog
-from otel_bare_metal.telemetry.definitions import METRICS
+from otel_bare_metal.telemetry.definitions import Metric
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ CARDINALITY_LIMITS = {
 
 
 class _RenamingReader(HookedPrometheusReader):
-    """The stock reader, with the Prometheus names the definitions table overrides.
+    """The stock reader, with the Prometheus names the metric rows ask for (overrides, ``_ratio``).
 
     The OTLP path keeps the instrument names; only this reader sees the new ones.  With
     ``capture`` set, a collection is kept for ``TextEncoder`` instead of being queued for the
@@ -69,13 +70,13 @@ class _RenamingReader(HookedPrometheusReader):
 
     def __init__(self, renames: dict[str, str], **kwargs):
         super().__init__(**kwargs)
-        self._renames = renames
+        self.renames = renames
         self.capture = False
         self.captured: MetricsData | None = None
 
     def on_collect(self, metrics_data: MetricsData | None) -> MetricsData | None:
-        if metrics_data is not None and self._renames:
-            metrics_data = _rename(metrics_data, self._renames)
+        if metrics_data is not None and self.renames:
+            metrics_data = _rename(metrics_data, self.renames)
         if self.capture:
             self.captured = metrics_data
             return None
@@ -94,11 +95,11 @@ def _rename(data: MetricsData, renames: dict[str, str]) -> MetricsData:
     )
 
 
-def prometheus_renames() -> dict[str, str]:
+def prometheus_renames(metrics: Iterable[Metric]) -> dict[str, str]:
     """instrument name → the name the reader must give it so that the exposition shows
     ``Metric.prometheus_name``: an override, or ``_ratio`` on a ratio (the reader appends no
     suffix for unit ``1``; Prometheus's OTLP translation does)."""
-    return {m.name: m.prometheus_name for m in METRICS if m.prometheus or m.ratio}
+    return {m.name: m.prometheus_name for m in metrics if m.prometheus or m.ratio}
 
 
 class TextEncoder:
@@ -268,11 +269,11 @@ class PrometheusPage:
     lock (whose holder is itself bounded by its own deadline).
     """
 
-    def __init__(self, scope_labels: bool = False, target_info: bool = True):
+    def __init__(self, scope_labels: bool = False, target_info: bool = True, metrics: Iterable[Metric] = ()):
         self._fast = None if scope_labels else TextEncoder(target_info)
         self.registry = CollectorRegistry(auto_describe=False)
         self.reader = _RenamingReader(
-            prometheus_renames(),
+            prometheus_renames(metrics),
             disable_target_info=not target_info,
             scope_info_enabled=scope_labels,
             registry=self.registry,
@@ -281,8 +282,19 @@ class PrometheusPage:
         self._lock = threading.Lock()
         self._last: dict[str, bytes] = {}  # content type → the last complete page
         self._warn = RateLimitedLog(log)
-        self.collection = None  # set by the exporter (telemetry.collection.Collection)
+        self._collection = None
         self.served_last = 0  # renders answered with the last page (for tests and logs)
+
+    @property
+    def collection(self):
+        return self._collection
+
+    @collection.setter
+    def collection(self, collection) -> None:
+        """The provider's Collection (set by the app); its registered rows name the series."""
+        self._collection = collection
+        if collection is not None:
+            self.reader.renames.update(prometheus_renames(collection.metrics))
 
     def render(self, accept: str | None = None, budget: float | None = None) -> tuple[bytes, str]:
         """Collect once and encode as the client asked (Prometheus text or OpenMetrics),

@@ -6,22 +6,22 @@ from opentelemetry.metrics import Meter
 
 from otel_bare_metal.telemetry.collection import (
     Collection,
-    Collector,
+    SELF_MONITORING,
+    SourceWorker,
     Observer,
     check_bound,
     register,
     self_monitoring_observers,
 )
-from otel_bare_metal.telemetry.definitions import Metric, of_collector
+from otel_bare_metal.telemetry.definitions import Metric
 from otel_bare_metal.telemetry.naming import classic_table
 
 NAMINGS = ("otel", "classic")
-SELF_MONITORING = of_collector("self")
 
 
 def instrument(
     meter: Meter,
-    collectors: list[Collector],
+    collectors: list[SourceWorker],
     self_monitoring: bool = True,
     naming: str = "otel",
     drop_attributes: frozenset[str] = frozenset(),
@@ -51,7 +51,7 @@ def instrument(
     collection = Collection(collectors)
     if naming == "classic":
         check_bound(definitions, observers)
-        definitions, observers = classic_table(observers, drop_attributes, definitions)
+        definitions, observers = classic_table(observers, definitions, drop_attributes)
     else:  # a classic-only row (definitions.Metric.classic_only) is left out, with its observer
         left_out = {d.name for d in definitions if d.classic_only}
         definitions = [d for d in definitions if d.name not in left_out]
@@ -60,4 +60,4 @@ def instrument(
     return collection
 
 
-__all__ = ["Collection", "Collector", "check_bound", "instrument", "register"]
+__all__ = ["SELF_MONITORING", "Collection", "SourceWorker", "check_bound", "instrument", "register"]

@@ -13,7 +13,7 @@ collection at a time (its measurement consumer holds one lock for the whole prov
   snapshots the results into a slot of the collecting thread, which every instrument, that
   one included, then maps;
 * an observer that raises (a plugin's bug, say) observes nothing and makes only its own
-  collector's ``success`` 0 (``Collector.bind``): ``telemetry.instrument`` creates the
+  collector's ``success`` 0 (``SourceWorker.bind``): ``telemetry.instrument`` creates the
   self-monitoring instruments last, so they see every failure of the collection;
 * a collector whose read is not done by then reports ``success`` 0 and no series (its reason
   is logged, rate-limited); every other collector's series are complete.
@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from otel_bare_metal.logutil import RateLimitedLog
-from otel_bare_metal.telemetry.definitions import Kind, Metric
+from otel_bare_metal.telemetry.definitions import Classic, Kind, Metric, _frozen
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class _Read:
         self.duration = 0.0
 
 
-class Collector:
+class SourceWorker:
     """One named source, read at most once at a time, on a worker thread.
 
     ``timeout`` is the longest the source's ``read`` takes by its own bound (by default the
@@ -226,9 +226,10 @@ class Collector:
 class Collection:
     """The collectors of one MeterProvider and the deadlines of the collections waiting on it."""
 
-    def __init__(self, collectors: list[Collector], clock: Callable[[], float] = time.monotonic,
+    def __init__(self, collectors: list[SourceWorker], clock: Callable[[], float] = time.monotonic,
                  stuck_after: float = STUCK_AFTER):
         self.collectors = collectors
+        self.metrics: list[Metric] = []  # the rows registered for this collection (``register``)
         self.stuck_after = stuck_after
         self._clock = clock
         self._cond = threading.Condition()
@@ -295,7 +296,21 @@ class Collection:
 Observer = Callable[[], Iterable[Observation]]
 
 
-def self_monitoring_observers(collectors: list[Collector]) -> dict[str, Observer]:
+# Self-monitoring: one series per collector.  ``telemetry.instrument`` registers these last, so
+# their callbacks see every observer failure of the collection.
+SELF_MONITORING: tuple[Metric, ...] = (
+    Metric("otel_bare_metal.collector.duration", Kind.GAUGE, "s",
+           "Time the collector took to read its source in this collection.", ("collector",), "self",
+           classic=(Classic("node_scrape_collector_duration_seconds", _frozen({"collector": "collector"}),
+                            "node_exporter: Duration of a collector scrape."),)),
+    Metric("otel_bare_metal.collector.success", Kind.GAUGE, "",
+           "1 when the collector read its source without error in this collection, else 0.", ("collector",), "self",
+           classic=(Classic("node_scrape_collector_success", _frozen({"collector": "collector"}),
+                            "node_exporter: Whether a collector succeeded."),)),
+)
+
+
+def self_monitoring_observers(collectors: list[SourceWorker]) -> dict[str, Observer]:
     def duration() -> Iterable[Observation]:
         return [Observation(c.duration, c.attributes) for c in collectors]
 
@@ -308,7 +323,7 @@ def self_monitoring_observers(collectors: list[Collector]) -> dict[str, Observer
 def register(
     meter: Meter,
     observers: dict[str, Observer],
-    collectors: list[Collector] | Collection,
+    collectors: list[SourceWorker] | Collection,
     definitions: Iterable[Metric],
 ) -> list[Metric]:
     """Create one observable instrument per definition, in their order; the first one runs the
@@ -328,6 +343,7 @@ def register(
         callback = _collecting(collection, observe) if not created else _callback(observe)
         create(d.name, callbacks=[callback], unit=d.unit, description=d.description)
         created.append(d)
+    collection.metrics.extend(created)
     return created
 
 

@@ -14,7 +14,7 @@ from opentelemetry.metrics import Observation
 
 from otel_bare_metal import limits
 from otel_bare_metal.telemetry.collection import Observer
-from otel_bare_metal.telemetry.definitions import METRICS, STATE, Classic, Kind, Metric
+from otel_bare_metal.telemetry.definitions import Classic, Kind, Metric
 
 
 def instrument_for(parent: Metric, classic: Classic, drop: frozenset[str] = frozenset()) -> Metric:
@@ -30,7 +30,7 @@ def instrument_for(parent: Metric, classic: Classic, drop: frozenset[str] = froz
 
 def classic_observer(classic: Classic, observe: Observer, drop: frozenset[str] = frozenset()) -> Observer:
     labels = [(attr, label, classic.values.get(attr)) for attr, label in classic.labels.items() if attr not in drop]
-    states = set(classic.states)
+    states, state_attribute = set(classic.states), classic.state_attribute
     value_attr, value_map = classic.value_from if classic.value_from else (None, None)
     cache: limits.BoundedCache[tuple, dict[str, object]] = limits.BoundedCache(limits.ATTRIBUTE_SETS, lru=False)
 
@@ -38,7 +38,7 @@ def classic_observer(classic: Classic, observe: Observer, drop: frozenset[str] =
         groups: dict[tuple, list] = {}
         for obs in observe():
             attrs = obs.attributes or {}
-            if states and attrs.get(STATE) not in states:
+            if states and attrs.get(state_attribute) not in states:
                 continue
             value = value_map[attrs[value_attr]] if value_attr else obs.value
             key = tuple(attrs.get(attr) for attr, _, _ in labels)
@@ -62,8 +62,8 @@ def classic_observer(classic: Classic, observe: Observer, drop: frozenset[str] =
     return derived
 
 
-def classic_table(observers: dict[str, Observer], drop: frozenset[str] = frozenset(),
-                  parents: Iterable[Metric] = METRICS) -> tuple[list[Metric], dict[str, Observer]]:
+def classic_table(observers: dict[str, Observer], parents: Iterable[Metric],
+                  drop: frozenset[str] = frozenset()) -> tuple[list[Metric], dict[str, Observer]]:
     """The classic instruments for every row of ``parents`` that has an observer, and their observers."""
     definitions: list[Metric] = []
     classic_observers: dict[str, Observer] = {}

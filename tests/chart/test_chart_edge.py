@@ -9,8 +9,8 @@ import pytest
 import helm_python as helm  # PyPI: helm-python-sdk
 
 from chart_support import CHART_DIR, NAMESPACE
-from otel_bare_metal.sources.filesystem import MountFilter
-from otel_bare_metal.sources.records import Mount
+from otel_bare_metal.collectors.filesystem.source import MountFilter
+from otel_bare_metal.procfs import Mount
 
 import yaml
 
@@ -48,7 +48,7 @@ def test_default_mount_excludes_drop_pod_volumes_and_keep_real_filesystems(defau
 
 
 def test_chart_default_includes_the_exporters_own_default():
-    from otel_bare_metal.sources.filesystem import DEFAULT_MOUNT_POINTS_EXCLUDE
+    from otel_bare_metal.collectors.filesystem.source import DEFAULT_MOUNT_POINTS_EXCLUDE
 
     chart = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["collectors"]["filesystem"]["mountPointsExclude"]
     ours = MountFilter(mount_points_exclude=DEFAULT_MOUNT_POINTS_EXCLUDE).keep

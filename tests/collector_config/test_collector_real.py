@@ -17,7 +17,7 @@ import yaml
 from collector_support import (CONFIG_DIR, K8S_POD_LABELS, go_peer, load, loopback, running_collector,
                                running_prometheus, wait_for, warnings_in)
 from helpers import FIXTURES, free_port, running_exporter, samples
-from otel_bare_metal.hdhomerun.simulator import Simulator
+from otel_bare_metal.hdhr.simulator import Simulator
 from test_collector_config import KNOWN
 
 FILES = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))

@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from helpers import FIXTURES, ROOT, fetch, free_port, promtool_check_metrics, running_exporter, samples
-from otel_bare_metal.app import Config, Exporter
-from otel_bare_metal.sources.filesystem import FilesystemSource, StatfsResult, StatfsWatchdog
-from otel_bare_metal.sources.procfs import parse_mountinfo
-from otel_bare_metal.telemetry import Collector
+from otel_bare_metal.app import App, Config
+from otel_bare_metal.collectors.filesystem.source import FilesystemSource, StatfsResult, StatfsWatchdog
+from otel_bare_metal.procfs import parse_mountinfo
+from otel_bare_metal.telemetry import SourceWorker
 from otel_bare_metal.telemetry.resource import build_resource
 
 GOLDEN = FIXTURES / "golden" / "fixture-metrics.prom"
@@ -189,7 +189,7 @@ def test_hung_mount_never_delays_a_scrape_beyond_the_timeout():
     timeout = 0.5
     source = FilesystemSource(watchdog=StatfsWatchdog(statfs=statfs, timeout=timeout), read_mounts=lambda _: table)
     config = Config(listen_address=f"127.0.0.1:{free_port()}")
-    exporter = Exporter(config, resource=build_resource({}), collectors=[Collector("filesystem", source)]).start()
+    exporter = App(config, resource=build_resource({}), collectors=[SourceWorker("filesystem", source)]).start()
     url = f"http://{config.listen_address}/metrics"
     try:
         for scrape in range(3):

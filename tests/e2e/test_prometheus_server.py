@@ -124,7 +124,7 @@ scrape_configs:
 
 
 def test_prometheus_probes_tuners_through_the_exporter(prometheus):
-    from otel_bare_metal.hdhomerun.simulator import Simulator
+    from otel_bare_metal.hdhr.simulator import Simulator
 
     with Simulator("127.0.0.1", 0, tuners=2) as a, Simulator("127.0.0.1", 0, tuners=3) as b:
         tuners = ", ".join(f'"{s.address_text}"' for s in (a, b))

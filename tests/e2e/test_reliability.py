@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import FIXTURES, ROOT, fetch, free_port, promtool_check_metrics, samples, stop_process, wait_for_http
-from otel_bare_metal.app import Config, Exporter
-from otel_bare_metal.sources.filesystem import FilesystemSource, StatfsResult, StatfsWatchdog
-from otel_bare_metal.sources.procfs import parse_mountinfo, parse_stat
-from otel_bare_metal.sources.records import CPUStat, MountTable
-from otel_bare_metal.telemetry import Collector
+from otel_bare_metal.app import App, Config
+from otel_bare_metal.collectors.filesystem.source import FilesystemSource, StatfsResult, StatfsWatchdog
+from otel_bare_metal.procfs import parse_mountinfo, parse_stat
+from otel_bare_metal.procfs import CPUStat, MountTable
+from otel_bare_metal.telemetry import SourceWorker
 from otel_bare_metal.telemetry.resource import build_resource
 
 REAL_STAT = (FIXTURES / "proc" / "stat").read_text()
@@ -89,7 +89,7 @@ def test_odd_bytes_in_mount_points_and_devices_make_valid_labels():
     config = Config(listen_address=f"127.0.0.1:{free_port()}")
     for naming in ("otel", "classic"):
         config.naming = naming
-        exporter = Exporter(config, resource=build_resource({}), collectors=[Collector("filesystem", source)], environ={}).start()
+        exporter = App(config, resource=build_resource({}), collectors=[SourceWorker("filesystem", source)], environ={}).start()
         try:
             body = fetch(f"http://{config.listen_address}/metrics")[2]
         finally:
@@ -127,7 +127,7 @@ def test_sixteen_scrapers_twenty_five_rounds_never_tear(tmp_path):
 
 
 def test_sigint_stops_cleanly_and_closes_device_connections():
-    from otel_bare_metal.hdhomerun.simulator import Simulator
+    from otel_bare_metal.hdhr.simulator import Simulator
 
     with Simulator("127.0.0.1", 0, tuners=2) as sim:
         port = free_port()
@@ -150,11 +150,11 @@ def test_sigint_stops_cleanly_and_closes_device_connections():
 
 
 def test_exporter_close_closes_device_clients():
-    from otel_bare_metal.hdhomerun.simulator import Simulator
+    from otel_bare_metal.hdhr.simulator import Simulator
 
     with Simulator("127.0.0.1", 0, tuners=1) as sim:
         config = Config(listen_address=f"127.0.0.1:{free_port()}", collectors={"hdhomerun": True}, hdhomerun_devices=[sim.address_text])
-        exporter = Exporter(config, resource=build_resource({}), environ={}).start()
+        exporter = App(config, resource=build_resource({}), environ={}).start()
         fetch(f"http://{config.listen_address}/metrics")
         exporter.close()
         deadline = time.monotonic() + 5

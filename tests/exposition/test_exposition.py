@@ -87,10 +87,10 @@ def _pages_on(collectors_factory, naming="otel", accept="text/plain"):
 @pytest.mark.parametrize("naming", ["otel", "classic"])
 def test_fast_text_encoder_is_byte_identical_to_the_stock_path(naming, accept):
     from helpers import FIXTURES
-    from otel_bare_metal.sources.cpu import ProcfsCPUSource
-    from otel_bare_metal.sources.filesystem import FilesystemSource, StatfsResult, StatfsWatchdog
-    from otel_bare_metal.sources.procfs import parse_mountinfo
-    from otel_bare_metal.telemetry import Collector
+    from otel_bare_metal.collectors.cpu.source import ProcfsCPUSource
+    from otel_bare_metal.collectors.filesystem.source import FilesystemSource, StatfsResult, StatfsWatchdog
+    from otel_bare_metal.procfs import parse_mountinfo
+    from otel_bare_metal.telemetry import SourceWorker
 
     table = parse_mountinfo(
         "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n"
@@ -100,7 +100,7 @@ def test_fast_text_encoder_is_byte_identical_to_the_stock_path(naming, accept):
     def collectors():
         fs = FilesystemSource(watchdog=StatfsWatchdog(statfs=lambda p: StatfsResult(4096, 10**12, 3, 2, 10**7, 1), timeout=1),
                               read_mounts=lambda _: table)
-        return [Collector("cpu", ProcfsCPUSource(str(FIXTURES / "proc"), hz=100)), Collector("filesystem", fs)]
+        return [SourceWorker("cpu", ProcfsCPUSource(str(FIXTURES / "proc"), hz=100)), SourceWorker("filesystem", fs)]
 
     (fast1, fast2), (stock1, stock2) = _pages_on(collectors, naming, accept)
     strip = lambda b: b"\n".join(l for l in b.split(b"\n") if b"duration_seconds{" not in l)  # noqa: E731 timings differ

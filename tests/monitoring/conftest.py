@@ -13,7 +13,9 @@ from monitoring_support import MONITORING, PROMETHEUS_SERIES
 
 @pytest.fixture(scope="session")
 def exported_names() -> set[str]:
-    from otel_bare_metal.telemetry.definitions import METRICS
+    from helpers import builtin_metrics
+
+    METRICS = builtin_metrics()
 
     return {m.prometheus_name for m in METRICS if not m.classic_only} | PROMETHEUS_SERIES  # OTel mode
 

@@ -72,14 +72,18 @@ CLASSIC_PROMETHEUS_SERIES = {"up", "target_info", "ALERTS"}
 
 def classic_names() -> set[str]:
     """Every classic metric name in the definitions table."""
-    from otel_bare_metal.telemetry.definitions import METRICS
+    from helpers import builtin_metrics
+
+    METRICS = builtin_metrics()
 
     return {c.name for m in METRICS for c in m.classic}
 
 
 def classic_labels() -> dict[str, set[str]]:
     """Classic metric name → the labels the exporter gives it."""
-    from otel_bare_metal.telemetry.definitions import METRICS
+    from helpers import builtin_metrics
+
+    METRICS = builtin_metrics()
 
     return {c.name: set(c.labels.values()) for m in METRICS for c in m.classic}
 

@@ -16,7 +16,7 @@ import yaml
 
 from helpers import FIXTURES, fetch, running_exporter
 from monitoring_support import MONITORING, PROMETHEUS_SERIES, VARIANTS, grafana_query_names, promql_metric_names
-from otel_bare_metal.hdhomerun.simulator import Simulator
+from otel_bare_metal.hdhr.simulator import Simulator
 
 
 def emitted(naming: str) -> set[str]:

@@ -31,7 +31,7 @@ import yaml
 from collector_support import load, loopback, running_collector, running_prometheus, wait_for
 from helpers import FIXTURES, running_exporter
 from monitoring_support import MONITORING, VARIANTS, all_rules, graph_panels, panel_exprs, promql_metric_names
-from otel_bare_metal.hdhomerun.simulator import Simulator
+from otel_bare_metal.hdhr.simulator import Simulator
 
 PATHS = ("direct", "otelcol-pull", "otelcol-grpc", "otelcol-http", "remote-write")
 PUSH = {"otelcol-grpc", "otelcol-http", "remote-write"}

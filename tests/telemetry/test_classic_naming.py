@@ -124,8 +124,8 @@ HDHOMERUN_EXPORTER = {
 
 
 def test_probe_in_classic_mode_is_drop_in_for_hdhomerun_exporter():
-    from otel_bare_metal.hdhomerun.simulator import Simulator
-    from otel_bare_metal.hdhomerun.text import parse_tuner_debug
+    from otel_bare_metal.hdhr.simulator import Simulator
+    from otel_bare_metal.hdhr.text import parse_tuner_debug
 
     with Simulator("127.0.0.1", 0, tuners=2, cablecard=True) as sim:
         with running_exporter("--metrics.naming=classic", "--hdhomerun.allow-target=127.0.0.0/8:*",
@@ -148,8 +148,8 @@ def hdhomerun_exporter_expects(sim) -> dict[tuple, float]:
     series: device_info{model}; per tuner tuner_info{tuner,channel,lock} = 1, the three ratios as
     percent / 100, network packets/s and errors; the CableCARD figures once (bits / 8).
     (The exporter cannot be built here: its module is refused by the Go proxy.  Its library is
-    built and run for real against the simulator in tests/hdhomerun/test_go_library_peer.py.)"""
-    from otel_bare_metal.hdhomerun.text import parse_tuner_debug
+    built and run for real against the simulator in tests/hdhr/test_go_library_peer.py.)"""
+    from otel_bare_metal.hdhr.text import parse_tuner_debug
 
     model = sim._system_values()["/sys/model"]
     out = {("hdhomerun_device_info", (("model", model),)): 1.0}
@@ -174,7 +174,7 @@ def hdhomerun_exporter_expects(sim) -> dict[tuple, float]:
 
 @pytest.mark.parametrize("cablecard", [False, True])
 def test_probe_in_classic_mode_matches_hdhomerun_exporter_series_for_series(cablecard):
-    from otel_bare_metal.hdhomerun.simulator import Simulator
+    from otel_bare_metal.hdhr.simulator import Simulator
 
     with Simulator("127.0.0.1", 0, tuners=3, cablecard=cablecard, clock=lambda: 1234.5) as sim:
         with running_exporter("--metrics.naming=classic", "--hdhomerun.allow-target=127.0.0.0/8:*",
@@ -187,7 +187,7 @@ def test_probe_in_classic_mode_matches_hdhomerun_exporter_series_for_series(cabl
 
 
 def test_configured_devices_in_classic_mode_carry_a_device_label():
-    from otel_bare_metal.hdhomerun.simulator import Simulator
+    from otel_bare_metal.hdhr.simulator import Simulator
 
     with Simulator("127.0.0.1", 0, tuners=1) as a, Simulator("127.0.0.1", 0, tuners=1) as b:
         with running_exporter("--metrics.naming=classic", f"--hdhomerun.device={a.address_text}",

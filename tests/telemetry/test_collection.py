@@ -13,10 +13,11 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from helpers import fetch, samples
-from otel_bare_metal.app import Config, Exporter
+from otel_bare_metal.app import App, Config
 from otel_bare_metal.exposition.prometheus import PrometheusPage, scrape_budget
-from otel_bare_metal.sources.records import CPUStat, CPUTimes, FilesystemStat
-from otel_bare_metal.telemetry import Collection, Collector, instrument
+from otel_bare_metal.collectors.filesystem.source import FilesystemStat
+from otel_bare_metal.procfs import CPUStat, CPUTimes
+from otel_bare_metal.telemetry import Collection, SourceWorker, instrument
 from otel_bare_metal.telemetry.resource import build_resource
 
 
@@ -74,7 +75,7 @@ def test_scrape_budget_follows_the_header_less_the_offset():
 
 def test_a_hung_source_times_out_alone_and_the_rest_is_complete(blocking):
     quick = Quick()
-    page, provider = page_for([Collector("filesystem", blocking), Collector("cpu", quick)])
+    page, provider = page_for([SourceWorker("filesystem", blocking), SourceWorker("cpu", quick)])
     body, _ = page.render(budget=0.5)
     values = samples(body.decode())
     assert success(values) == {"filesystem": 0, "cpu": 1}
@@ -85,8 +86,8 @@ def test_a_hung_source_times_out_alone_and_the_rest_is_complete(blocking):
 
 def test_a_stuck_read_is_joined_never_started_twice(blocking):
     quick = Quick()
-    hung = Collector("filesystem", blocking)
-    page, provider = page_for([hung, Collector("cpu", quick)])
+    hung = SourceWorker("filesystem", blocking)
+    page, provider = page_for([hung, SourceWorker("cpu", quick)])
     for _ in range(3):
         values = samples(page.render(budget=0.2)[0].decode())
         assert success(values) == {"filesystem": 0, "cpu": 1}
@@ -103,8 +104,8 @@ def test_a_stuck_read_is_joined_never_started_twice(blocking):
 
 def test_a_collectors_own_bound_caps_the_wait(blocking):
     """A read older than its own timeout is not waited for at all, whatever the scrape allows."""
-    collector = Collector("filesystem", blocking, timeout=0.05)
-    page, provider = page_for([collector, Collector("cpu", Quick())])
+    collector = SourceWorker("filesystem", blocking, timeout=0.05)
+    page, provider = page_for([collector, SourceWorker("cpu", Quick())])
     page.render(budget=0.5)
     durations = []
     for _ in range(2):
@@ -122,7 +123,7 @@ def test_a_collection_without_a_scrape_deadline_yields_to_a_waiting_scrape(block
     reader = InMemoryMetricReader()
     page = PrometheusPage()
     provider = MeterProvider(metric_readers=[reader, page.reader])
-    page.collection = instrument(provider.get_meter("t"), [Collector("filesystem", blocking), Collector("cpu", Quick())])
+    page.collection = instrument(provider.get_meter("t"), [SourceWorker("filesystem", blocking), SourceWorker("cpu", Quick())])
     other = threading.Thread(target=reader.get_metrics_data)  # would wait ~10 s on the hung source
     other.start()
     assert blocking.entered.wait(10)
@@ -137,7 +138,7 @@ def test_a_collection_without_a_scrape_deadline_yields_to_a_waiting_scrape(block
 
 
 def test_the_render_lock_is_bounded_and_serves_the_last_complete_page():
-    page, provider = page_for([Collector("cpu", Quick())])
+    page, provider = page_for([SourceWorker("cpu", Quick())])
     first, _ = page.render(budget=1)
     page._lock.acquire()  # a render (or collection) that will not let go in time
     try:
@@ -151,8 +152,8 @@ def test_the_render_lock_is_bounded_and_serves_the_last_complete_page():
 
 def test_healthz_is_503_while_a_read_is_stuck_and_metrics_still_answer(blocking):
     config = Config(listen_address="127.0.0.1:0", stuck_after=0.3)
-    exporter = Exporter(config, resource=build_resource({}), environ={},
-                        collectors=[Collector("filesystem", blocking), Collector("cpu", Quick())]).start()
+    exporter = App(config, resource=build_resource({}), environ={},
+                        collectors=[SourceWorker("filesystem", blocking), SourceWorker("cpu", Quick())]).start()
     base = f"http://127.0.0.1:{exporter.server.port}"
     try:
         assert fetch(base + "/healthz")[0] == 200
@@ -174,6 +175,6 @@ def test_healthz_is_503_while_a_read_is_stuck_and_metrics_still_answer(blocking)
 
 
 def test_collection_stuck_names_long_reads(blocking):
-    collection = Collection([Collector("filesystem", blocking), Collector("cpu", Quick())], stuck_after=0.0)
+    collection = Collection([SourceWorker("filesystem", blocking), SourceWorker("cpu", Quick())], stuck_after=0.0)
     collection.collect(time.monotonic() + 0.1)
     assert [name for name, _ in collection.stuck()] == ["filesystem"]

@@ -16,7 +16,7 @@ from opentelemetry.sdk.resources import Resource
 from helpers import FIXTURES
 from otel_bare_metal.app import Config, build_collectors
 from otel_bare_metal.exposition.prometheus import CARDINALITY_LIMITS
-from otel_bare_metal.hdhomerun.simulator import Simulator
+from otel_bare_metal.hdhr.simulator import Simulator
 from otel_bare_metal.registry import registry
 from otel_bare_metal.telemetry import SELF_MONITORING, instrument
 from otel_bare_metal.telemetry.provider import meter_provider

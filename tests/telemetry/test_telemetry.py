@@ -6,12 +6,12 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.export import Sum
 
 from helpers import FIXTURES
-from otel_bare_metal.sources.cpu import ProcfsCPUSource
-from otel_bare_metal.sources.filesystem import FilesystemSource, StatfsResult, StatfsWatchdog
-from otel_bare_metal.sources.procfs import parse_mountinfo
-from otel_bare_metal.sources.records import CPUStat, CPUTimes
-from otel_bare_metal.telemetry import Collector, instrument
-from otel_bare_metal.telemetry.definitions import METRICS
+from otel_bare_metal.collectors.cpu.source import ProcfsCPUSource
+from otel_bare_metal.collectors.filesystem.source import FilesystemSource, StatfsResult, StatfsWatchdog
+from otel_bare_metal.procfs import parse_mountinfo
+from otel_bare_metal.procfs import CPUStat, CPUTimes
+from otel_bare_metal.telemetry import SourceWorker, instrument
+from helpers import builtin_metrics
 
 
 def collect(collectors):
@@ -39,7 +39,7 @@ def fs_source(text, figures):
 
 
 def test_cpu_time_is_a_monotonic_counter_per_cpu_and_mode():
-    reader, provider = collect([Collector("cpu", ProcfsCPUSource(str(FIXTURES / "proc"), hz=100))])
+    reader, provider = collect([SourceWorker("cpu", ProcfsCPUSource(str(FIXTURES / "proc"), hz=100))])
     values, metrics = points(reader)
     cpu_time = metrics["system.cpu.time"]
     assert cpu_time.unit == "s" and isinstance(cpu_time.data, Sum) and cpu_time.data.is_monotonic
@@ -59,7 +59,7 @@ def test_cpu_time_is_a_monotonic_counter_per_cpu_and_mode():
 def test_filesystem_states_and_limits():
     src = fs_source("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 8:2 / /ro ro - xfs /dev/sdb ro\n",
                     {"/": StatfsResult(1000, 100, 30, 20, 10, 4), "/ro": StatfsResult(1, 8, 0, 0, 5, 0)})
-    reader, provider = collect([Collector("filesystem", src)])
+    reader, provider = collect([SourceWorker("filesystem", src)])
     values, metrics = points(reader)
     root = {("system.device", "/dev/sda1"), ("system.filesystem.mountpoint", "/"),
             ("system.filesystem.type", "ext4"), ("system.filesystem.mode", "rw")}
@@ -83,7 +83,7 @@ def test_filesystem_states_and_limits():
 def test_a_failing_mount_is_an_error_series_and_hides_no_other_mount():
     src = fs_source("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 8:2 / /bad rw - ext4 /dev/sdb rw\n",
                     {"/": StatfsResult(1, 10, 5, 5, 1, 1)})  # /bad → KeyError from the fake statfs
-    reader, provider = collect([Collector("filesystem", src)])
+    reader, provider = collect([SourceWorker("filesystem", src)])
     values, _ = points(reader)
     errors = {dict(k)["system.filesystem.mountpoint"]: v for k, v in values["system.filesystem.error"].items()}
     assert errors == {"/": 0, "/bad": 1}
@@ -107,7 +107,7 @@ class Counting:
 
 
 def test_one_failing_collector_never_fails_the_others():
-    reader, provider = collect([Collector("filesystem", Exploding()), Collector("cpu", Counting())])
+    reader, provider = collect([SourceWorker("filesystem", Exploding()), SourceWorker("cpu", Counting())])
     values, _ = points(reader)
     success = {dict(k)["collector"]: v for k, v in values["otel_bare_metal.collector.success"].items()}
     assert success == {"filesystem": 0, "cpu": 1}
@@ -118,7 +118,7 @@ def test_one_failing_collector_never_fails_the_others():
 
 def test_parse_errors_mark_the_collector_unsuccessful_but_export_the_rest(tmp_path):
     (tmp_path / "stat").write_text("cpu0 1 2 3 4\ncpu1 broken\n")
-    reader, provider = collect([Collector("cpu", ProcfsCPUSource(str(tmp_path), hz=100))])
+    reader, provider = collect([SourceWorker("cpu", ProcfsCPUSource(str(tmp_path), hz=100))])
     values, _ = points(reader)
     assert values["otel_bare_metal.collector.success"] == {frozenset({("collector", "cpu")}): 0}
     assert len(values["system.cpu.time"]) == 4
@@ -127,7 +127,7 @@ def test_parse_errors_mark_the_collector_unsuccessful_but_export_the_rest(tmp_pa
 
 def test_each_source_is_read_once_per_collection():
     counting = Counting()
-    reader, provider = collect([Collector("cpu", counting)])
+    reader, provider = collect([SourceWorker("cpu", counting)])
     for expected in (1, 2, 3):
         reader.get_metrics_data()
         assert counting.reads == expected
@@ -135,12 +135,13 @@ def test_each_source_is_read_once_per_collection():
 
 
 def test_every_definition_with_an_observer_is_registered():
-    from otel_bare_metal.telemetry.host import CPUObservers, FilesystemObservers
+    from otel_bare_metal.collectors.cpu.metrics import CPUObservers
+    from otel_bare_metal.collectors.filesystem.metrics import FilesystemObservers
     from otel_bare_metal.telemetry.collection import self_monitoring_observers
 
-    c = Collector("x", Counting())
+    c = SourceWorker("x", Counting())
     names = set(CPUObservers(c).observers()) | set(FilesystemObservers(c).observers()) | set(self_monitoring_observers([c]))
-    defined = {m.name for m in METRICS if m.collector in ("cpu", "filesystem", "self")}
+    defined = {m.name for m in builtin_metrics() if m.collector in ("cpu", "filesystem", "self")}
     assert names == defined
 
 
@@ -150,7 +151,7 @@ def test_the_exporters_provider_keeps_no_exemplars():
 
     reader = InMemoryMetricReader()
     provider = meter_provider(Resource.create({}), [reader])
-    instrument(provider.get_meter("test"), [Collector("cpu", ProcfsCPUSource(str(FIXTURES / "proc"), hz=100))])
+    instrument(provider.get_meter("test"), [SourceWorker("cpu", ProcfsCPUSource(str(FIXTURES / "proc"), hz=100))])
     data = reader.get_metrics_data()
     points = [p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics for p in m.data.data_points]
     assert len(points) > 30 and all(p.exemplars == [] for p in points)
@@ -167,8 +168,8 @@ def test_a_fifo_for_stat_fails_only_the_cpu_collector(tmp_path, caplog):
     os.mkfifo(tmp_path / "stat")
     figures = {"/": StatfsResult(4096, 100, 50, 40, 10, 5)}
     with caplog.at_level(logging.WARNING):
-        reader, provider = collect([Collector("cpu", ProcfsCPUSource(str(tmp_path), hz=100)),
-                                    Collector("filesystem", fs_source("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n", figures))])
+        reader, provider = collect([SourceWorker("cpu", ProcfsCPUSource(str(tmp_path), hz=100)),
+                                    SourceWorker("filesystem", fs_source("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n", figures))])
         values, _ = points(reader)
     success = {dict(k)["collector"]: v for k, v in values["otel_bare_metal.collector.success"].items()}
     assert success == {"cpu": 0, "filesystem": 1}

@@ -1,0 +1,101 @@
+"""The cpu collector's metrics: its rows (name, kind, unit, attributes, classic names) and the
+observers that map ``procfs.CPUStat`` records to them.
+
+Attribute dicts are built once per (CPU, mode) and reused on every collection.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Iterable
+
+from opentelemetry.metrics import Observation
+
+from otel_bare_metal.procfs import CPUStat
+from otel_bare_metal.telemetry.collection import SourceWorker, Observer
+from otel_bare_metal.telemetry.definitions import Classic, Kind, Metric
+
+# /proc/stat column → semantic-convention ``cpu.mode`` value.  ``irq`` is the convention's
+# ``interrupt``; ``softirq`` has no convention value and keeps its kernel name (the SourceWorker's
+# hostmetrics receiver does the same).
+CPU_MODES = MappingProxyType({
+    "user": "user",
+    "nice": "nice",
+    "system": "system",
+    "idle": "idle",
+    "iowait": "iowait",
+    "irq": "interrupt",
+    "softirq": "softirq",
+    "steal": "steal",
+})
+
+CPU = ("cpu.logical_number", "cpu.mode")
+CLASSIC_CPU = MappingProxyType({"cpu.logical_number": "cpu", "cpu.mode": "mode"})
+# node_exporter keeps the kernel column names as ``mode``.
+CLASSIC_CPU_MODES = MappingProxyType({"cpu.mode": {ours: kernel for kernel, ours in CPU_MODES.items()}})
+
+METRICS: tuple[Metric, ...] = (
+    Metric("system.cpu.time", Kind.COUNTER, "s",
+           "Seconds each logical CPU spent in each mode (from /proc/stat; guest time is inside user and nice).",
+           CPU, "cpu",
+           classic=(Classic("node_cpu_seconds_total", CLASSIC_CPU, "Seconds the CPUs spent in each mode.",
+                            values=CLASSIC_CPU_MODES),)),
+    Metric("system.cpu.guest.time", Kind.COUNTER, "s",
+           "Seconds each logical CPU spent running guests (cpu.mode user or nice); already counted in system.cpu.time.",
+           CPU, "cpu",
+           classic=(Classic("node_cpu_guest_seconds_total", CLASSIC_CPU,
+                            "Seconds the CPUs spent in guests (VMs) for each mode."),)),
+    Metric("system.cpu.logical.count", Kind.UPDOWN, "{cpu}",
+           "Number of logical CPUs the kernel reports as online.", (), "cpu",
+           prometheus="system_cpu_logical_cpus"),
+)
+
+
+class CPUObservers:
+    def __init__(self, collector: SourceWorker):
+        self._collector = collector
+        self._attrs: dict[tuple[int, str], dict[str, object]] = {}
+
+    def _a(self, cpu: int, mode: str) -> dict[str, object]:
+        key = (cpu, mode)
+        attrs = self._attrs.get(key)
+        if attrs is None:
+            attrs = self._attrs[key] = {"cpu.logical_number": cpu, "cpu.mode": mode}
+        return attrs
+
+    def _stat(self) -> CPUStat | None:
+        return self._collector.result
+
+    def time(self) -> Iterable[Observation]:
+        stat = self._stat()
+        if stat is None:
+            return []
+        a = self._a
+        return [
+            Observation(seconds, a(c.cpu, CPU_MODES[column]))
+            for c in stat.cpus
+            for column, seconds in c.modes.items()
+        ]
+
+    def guest_time(self) -> Iterable[Observation]:
+        stat = self._stat()
+        if stat is None:
+            return []
+        out = []
+        for c in stat.cpus:
+            if c.guest is not None:
+                out.append(Observation(c.guest, self._a(c.cpu, "user")))
+            if c.guest_nice is not None:
+                out.append(Observation(c.guest_nice, self._a(c.cpu, "nice")))
+        return out
+
+    def logical_count(self) -> Iterable[Observation]:
+        stat = self._stat()
+        return [] if stat is None else [Observation(len(stat.cpus))]
+
+    def observers(self) -> dict[str, Observer]:
+        return {
+            "system.cpu.time": self.time,
+            "system.cpu.guest.time": self.guest_time,
+            "system.cpu.logical.count": self.logical_count,
+        }

@@ -1,0 +1,178 @@
+"""The filesystem collector's metrics: its rows (name, kind, unit, attributes, classic names)
+and the observers that map ``FilesystemStat`` records to them.
+
+Attribute dicts are built once per mount (and state) and reused on every collection.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Iterable
+
+from opentelemetry.metrics import Observation
+
+from otel_bare_metal import limits
+from otel_bare_metal.collectors.filesystem.source import FilesystemStat, FilesystemUsage
+from otel_bare_metal.telemetry.collection import SourceWorker, Observer
+from otel_bare_metal.telemetry.definitions import Classic, Kind, Metric
+
+STATE = "system.filesystem.state"
+FS = ("system.device", "system.filesystem.mountpoint", "system.filesystem.type", "system.filesystem.mode")
+CLASSIC_FS = MappingProxyType({"system.device": "device", "system.filesystem.type": "fstype", "system.filesystem.mountpoint": "mountpoint"})
+# node_exporter 1.8+ labels every filesystem series with device_error: "" when statfs answered,
+# else the error's text.  Ours is always "": a failing mount's reason goes to the log, and the
+# series keeps one identity whatever the errno (docs/metrics.md).
+CLASSIC_FS_CONST = MappingProxyType({"device_error": ""})
+# node_filesystem_mount_info's own label set: no fstype, no device_error, the device numbers.
+MOUNT_NUMBERS = ("system.filesystem.device.major", "system.filesystem.device.minor")
+CLASSIC_MOUNT_INFO = MappingProxyType({"system.device": "device", "system.filesystem.device.major": "major",
+                                       "system.filesystem.device.minor": "minor", "system.filesystem.mountpoint": "mountpoint"})
+
+METRICS: tuple[Metric, ...] = (
+    Metric("system.filesystem.usage", Kind.UPDOWN, "By",
+           "Filesystem space by state: used, free (available to unprivileged users) and reserved (for root).",
+           FS + (STATE,), "filesystem",
+           classic=(Classic("node_filesystem_free_bytes", CLASSIC_FS, "Filesystem free space in bytes.",
+                            states=("free", "reserved"), state_attribute=STATE, constant=CLASSIC_FS_CONST),
+                    Classic("node_filesystem_avail_bytes", CLASSIC_FS,
+                            "Filesystem space available to non-root users in bytes.", states=("free",), state_attribute=STATE,
+                            constant=CLASSIC_FS_CONST))),
+    Metric("system.filesystem.limit", Kind.UPDOWN, "By",
+           "Total size of the filesystem (blocks × block size).", FS, "filesystem",
+           classic=(Classic("node_filesystem_size_bytes", CLASSIC_FS, "Filesystem size in bytes.", constant=CLASSIC_FS_CONST),)),
+    Metric("system.filesystem.utilization", Kind.GAUGE, "1",
+           "Fraction of the space usable by unprivileged users that is used: used / (used + free), as df shows it.",
+           FS, "filesystem"),
+    Metric("system.filesystem.inodes.usage", Kind.UPDOWN, "{inode}",
+           "Inodes by state: used and free.", FS + (STATE,), "filesystem",
+           classic=(Classic("node_filesystem_files", CLASSIC_FS, "Filesystem total file nodes.", states=("used", "free"), state_attribute=STATE,
+                            constant=CLASSIC_FS_CONST),
+                    Classic("node_filesystem_files_free", CLASSIC_FS, "Filesystem total free file nodes.",
+                            states=("free",), state_attribute=STATE, constant=CLASSIC_FS_CONST))),
+    Metric("system.filesystem.error", Kind.GAUGE, "",
+           "1 when statfs on the mount failed or timed out in this collection, else 0.", FS, "filesystem",
+           classic=(Classic("node_filesystem_device_error", CLASSIC_FS,
+                            "Whether an error occurred while getting statistics for the given device.",
+                            constant=CLASSIC_FS_CONST),
+                    # like node_exporter 1.8+, for every mount, whether statfs answered or not
+                    Classic("node_filesystem_readonly", CLASSIC_FS, "Filesystem read-only status.",
+                            value_from=("system.filesystem.mode", MappingProxyType({"ro": 1, "rw": 0})),
+                            constant=CLASSIC_FS_CONST))),
+    Metric("system.filesystem.timeout", Kind.GAUGE, "",
+           "1 when the mount did not answer statfs within the timeout and is skipped until it answers again (a hung mount).",
+           FS, "filesystem"),
+    # node_exporter (collector/filesystem_common.go): 1 for every mount whose statfs answered,
+    # major and minor as it scans them from mountinfo (%d:%d, printed in decimal).
+    Metric("system.filesystem.mount.info", Kind.GAUGE, "",
+           "Classic mode only. Always 1 for a mount whose statfs answered; its device numbers (mountinfo's major:minor) "
+           "as attributes. Not on the psutil fallback (no device numbers there).",
+           ("system.device", "system.filesystem.mountpoint") + MOUNT_NUMBERS, "filesystem",
+           classic=(Classic("node_filesystem_mount_info", CLASSIC_MOUNT_INFO, "Filesystem mount information."),),
+           classic_only=True),
+)
+
+
+def printable(text: str) -> str:
+    """A path as valid UTF-8 text: bytes that are not UTF-8 (kept by the parser as surrogate
+    escapes) become ``\\xNN``, so the label can always be encoded and is still unique."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+class FilesystemObservers:
+    def __init__(self, collector: SourceWorker):
+        self._collector = collector
+        # mounts come and go: the cache is bounded
+        self._attrs: limits.BoundedCache[tuple, dict[str, str]] = limits.BoundedCache(limits.ATTRIBUTE_SETS, lru=False)
+
+    def _a(self, fs: FilesystemUsage, state: str | None = None) -> dict[str, str]:
+        m = fs.mount
+        key = (m.device, m.mountpoint, m.fstype, m.readonly, state)
+        attrs = self._attrs.get(key)
+        if attrs is None:
+            attrs = {
+                "system.device": printable(m.device),
+                "system.filesystem.mountpoint": printable(m.mountpoint),
+                "system.filesystem.type": printable(m.fstype),
+                "system.filesystem.mode": "ro" if m.readonly else "rw",
+            }
+            if state is not None:
+                attrs[STATE] = state
+            self._attrs.put(key, attrs)
+        return attrs
+
+    def _ok(self) -> list[FilesystemUsage]:
+        stat: FilesystemStat | None = self._collector.result
+        return [] if stat is None else [fs for fs in stat.filesystems if fs.error is None]
+
+    def _all(self) -> list[FilesystemUsage]:
+        stat: FilesystemStat | None = self._collector.result
+        return [] if stat is None else stat.filesystems
+
+    def usage(self) -> Iterable[Observation]:
+        out = []
+        for fs in self._ok():
+            out.append(Observation(fs.size - fs.free, self._a(fs, "used")))
+            out.append(Observation(fs.avail, self._a(fs, "free")))
+            out.append(Observation(fs.free - fs.avail, self._a(fs, "reserved")))
+        return out
+
+    def limit(self) -> Iterable[Observation]:
+        return [Observation(fs.size, self._a(fs)) for fs in self._ok()]
+
+    def utilization(self) -> Iterable[Observation]:
+        out = []
+        for fs in self._ok():
+            used = fs.size - fs.free
+            usable = used + fs.avail
+            out.append(Observation(used / usable if usable > 0 else 0.0, self._a(fs)))
+        return out
+
+    def inodes(self) -> Iterable[Observation]:
+        out = []
+        for fs in self._ok():
+            if fs.files is None or fs.files_free is None:  # the platform has no inode counts
+                continue
+            out.append(Observation(fs.files - fs.files_free, self._a(fs, "used")))
+            out.append(Observation(fs.files_free, self._a(fs, "free")))
+        return out
+
+    def error(self) -> Iterable[Observation]:
+        return [Observation(0 if fs.error is None else 1, self._a(fs)) for fs in self._all()]
+
+    def timeout(self) -> Iterable[Observation]:
+        return [Observation(1 if fs.hung else 0, self._a(fs)) for fs in self._all()]
+
+    def mount_info(self) -> Iterable[Observation]:
+        """node_exporter's mount_info: 1 per mount whose statfs answered and that has device numbers."""
+        out = []
+        for fs in self._ok():
+            m = fs.mount
+            if m.major is None or m.minor is None:
+                continue
+            key = ("info", m.device, m.mountpoint, m.major, m.minor)
+            attrs = self._attrs.get(key)
+            if attrs is None:
+                attrs = {
+                    "system.device": printable(m.device),
+                    "system.filesystem.mountpoint": printable(m.mountpoint),
+                    "system.filesystem.device.major": m.major,
+                    "system.filesystem.device.minor": m.minor,
+                }
+                self._attrs.put(key, attrs)
+            out.append(Observation(1, attrs))
+        return out
+
+    def observers(self) -> dict[str, Observer]:
+        return {
+            "system.filesystem.usage": self.usage,
+            "system.filesystem.limit": self.limit,
+            "system.filesystem.utilization": self.utilization,
+            "system.filesystem.inodes.usage": self.inodes,
+            "system.filesystem.error": self.error,
+            "system.filesystem.timeout": self.timeout,
+            "system.filesystem.mount.info": self.mount_info,
+        }

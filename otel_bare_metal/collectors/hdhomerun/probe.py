@@ -1,0 +1,143 @@
+"""``/probe?target=ADDRESS``: one HDHomeRun device's metrics, the blackbox_exporter way.
+
+Memory is flat in the number of targets probed (bench/probe_memory.py holds it to that):
+
+* **One MeterProvider for every probe.**  The SDK registers an ``os.register_at_fork`` hook for
+  each MeterProvider that can never be removed (about 850 bytes each), so a provider per target
+  leaked however the targets were cached.  The probe instruments are registered once, on one
+  provider, and observe *the probe being rendered on the calling thread* (a thread-local slot):
+  the SDK runs observable callbacks on the thread that collects.
+* **A fresh reader per probe.**  The SDK keeps one aggregation per attribute set it has ever
+  seen, per reader; a reader re-used across targets would keep every past target's series.
+  Each probe therefore adds a new reader (a ``PrometheusPage``) for its one collection and
+  removes it afterwards (``MeterProvider.add_metric_reader``/``remove_metric_reader``), and the
+  storage goes with it.  One collection sees one reader's thread-local reading, so two targets
+  never mix in one response.
+* **Devices in a bounded LRU.**  A ``Device`` (its connection and the facts it learned) is kept
+  for the :data:`~otel_bare_metal.limits.PROBE_DEVICES` most recently probed targets and closed
+  when evicted.
+
+The device is read *before* the collection, outside the SDK's collection lock, so a dead or
+slow device delays only its own probe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from opentelemetry.sdk.resources import Resource
+
+from otel_bare_metal import __version__, limits
+from otel_bare_metal.collectors.hdhomerun.fleet import Device, DeviceReading, FleetReading
+from otel_bare_metal.collectors.hdhomerun.metrics import METRICS, HDHomeRunObservers
+from otel_bare_metal.exposition.prometheus import PrometheusPage
+from otel_bare_metal.logutil import RateLimitedLog
+from otel_bare_metal.telemetry import NAMINGS, register
+from otel_bare_metal.telemetry.naming import classic_table
+from otel_bare_metal.telemetry.provider import meter_provider
+
+log = logging.getLogger(__name__)
+_warn = RateLimitedLog(log)
+
+MAX_TARGETS = limits.PROBE_DEVICES
+
+
+def probe_key(target: str) -> str:
+    """The cache key of a probe target: one key, one Device, one connection."""
+    return target
+
+
+class _RenderingProbe:
+    """What the probe instruments observe: the reading of the probe that the calling thread is
+    rendering (the SDK runs observable callbacks on the collecting thread).  It stands in for
+    the ``SourceWorker`` the observers of a configured device read their ``result`` from; outside
+    a render, or when the device read raised, there is no device and so no series."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def set(self, reading: DeviceReading | None) -> None:
+        self._local.reading = reading
+
+    @property
+    def result(self) -> FleetReading:
+        reading = getattr(self._local, "reading", None)
+        return FleetReading([reading] if reading is not None else [])
+
+
+class ProbeTarget:
+    """One target's handle: ``render`` reads its device and encodes that one reading."""
+
+    def __init__(self, targets: "ProbeTargets", device: Device):
+        self._targets = targets
+        self.device = device
+
+    def render(self, accept: str | None, budget: float | None = None) -> tuple[bytes, str]:
+        return self._targets.render_device(self.device, accept, budget)
+
+
+class ProbeTargets:
+    def __init__(self, timeout: float, resource: Resource, max_targets: int = MAX_TARGETS,
+                 device_factory: Callable[[str, float], Device] = Device, naming: str = "otel"):
+        self.timeout = timeout
+        self._device_factory = device_factory
+        self._evicted: list[Device] = []
+        self._devices: limits.BoundedCache[object, Device] = limits.BoundedCache(
+            max_targets, on_evict=lambda _key, device: self._evicted.append(device))
+        self._lock = threading.Lock()
+        self._rendering = _RenderingProbe()
+        self._provider = meter_provider(resource, [])
+        observers = HDHomeRunObservers(self._rendering).observers()  # type: ignore[arg-type]
+        if naming == "classic":  # classic names drop the device label: hdhomerun_exporter's ``instance`` names it
+            definitions, observers = classic_table(observers, METRICS, frozenset({"hdhomerun.device"}))
+        elif naming == "otel":
+            definitions = list(METRICS)
+        else:
+            raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
+        # No collectors to run: the device is read before the collection, by render_device.
+        self._definitions = register(self._provider.get_meter("otel_bare_metal", __version__), observers, [], definitions)
+
+    def get(self, target: str) -> ProbeTarget:
+        """The target's handle, with its cached Device (a new one if it is not cached)."""
+        key = probe_key(target)
+        with self._lock:
+            device = self._devices.get(key)
+            if device is None:
+                device = self._devices.put(key, self._device_factory(target, self.timeout))
+            evicted, self._evicted = self._evicted, []
+        for old in evicted:
+            old.close()
+        return ProbeTarget(self, device)
+
+    def render_device(self, device: Device, accept: str | None, budget: float | None = None) -> tuple[bytes, str]:
+        """Read the device (within its timeout, and within ``budget`` seconds when the scrape
+        sent X-Prometheus-Scrape-Timeout-Seconds), then render that one reading."""
+        deadline = None if budget is None else time.monotonic() + budget
+        try:
+            reading: DeviceReading | None = device.read() if deadline is None else device.read(deadline)
+        except Exception as e:  # like any failing source: no series, never a failed request
+            address = getattr(device, "address", "?")
+            _warn(logging.WARNING, address, "probe of %s failed: %s: %s", address, type(e).__name__, e)
+            reading = None
+        page = PrometheusPage(target_info=False, metrics=self._definitions)
+        self._provider.add_metric_reader(page.reader)
+        try:
+            self._rendering.set(reading)
+            return page.render(accept)
+        finally:
+            self._rendering.set(None)
+            self._provider.remove_metric_reader(page.reader)
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def close(self) -> None:
+        with self._lock:
+            devices = [d for _, d in self._devices.clear()] + self._evicted
+            self._evicted = []
+        for d in devices:
+            d.close()
+        self._provider.shutdown()

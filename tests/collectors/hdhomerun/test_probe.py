@@ -1,0 +1,174 @@
+"""/probe rendering: one shared MeterProvider, a fresh reader per probe, devices in a bounded LRU.
+
+The reference for "identical output" is the design it replaced: a MeterProvider and page of
+the target's own, built here the way the exporter built it before.
+"""
+
+import gc
+import threading
+from dataclasses import replace
+
+import pytest
+
+from helpers import samples
+from otel_bare_metal import __version__
+from otel_bare_metal.collectors.hdhomerun.probe import ProbeTargets
+from otel_bare_metal.exposition.prometheus import PrometheusPage
+from otel_bare_metal.hdhr.simulator import Simulator
+from otel_bare_metal.collectors.hdhomerun.fleet import Device, FleetReading
+from otel_bare_metal.telemetry import SourceWorker, instrument
+from otel_bare_metal.telemetry.provider import meter_provider
+from otel_bare_metal.telemetry.resource import build_resource
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+class FixedDevice:
+    """A device that always returns one recorded reading (so two renders can be compared byte
+    for byte: a live read's duration differs every time)."""
+
+    timeout = 1.0
+
+    def __init__(self, reading):
+        self.address = reading.address
+        self.reading = reading
+        self.closed = False
+
+    def read(self, deadline=None, verify=False):
+        return self.reading
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    """One real reading of a 4-tuner CableCARD simulator, and one of a dead address."""
+    with Simulator("127.0.0.1", 0, tuners=4, cablecard=True) as sim:
+        device = Device(sim.address_text, 1.0)
+        live = device.read()
+        device.close()
+    assert live.up and len(live.tuners) == 4
+    dead = Device("127.0.0.1:9", 0.2, discover=lambda a, w: None).read()
+    assert not dead.up
+    return live, dead
+
+
+class OneDevice:
+    """One device as a collector's source: how /probe collected before the shared provider."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def read(self):
+        return FleetReading([self.device.read()])
+
+
+def reference_render(device, naming, accept):
+    """The pre-pool design: a MeterProvider, reader and instruments of the target's own."""
+    collector = SourceWorker("hdhomerun", OneDevice(device))
+    page = PrometheusPage(target_info=False)
+    provider = meter_provider(build_resource({}), [page.reader])
+    page.collection = instrument(provider.get_meter("otel_bare_metal", __version__), [collector], self_monitoring=False,
+                                 naming=naming, drop_attributes=frozenset({"hdhomerun.device"}))
+    try:
+        return page.render(accept)
+    finally:
+        provider.shutdown()
+
+
+@pytest.mark.parametrize("naming", ["otel", "classic"])
+@pytest.mark.parametrize("accept", [None, OPENMETRICS])
+def test_output_is_byte_identical_to_a_provider_of_its_own(recorded, naming, accept):
+    live, dead = recorded
+    targets = ProbeTargets(1.0, build_resource({}), naming=naming,
+                           device_factory=lambda a, t: FixedDevice(live if a == live.address else dead))
+    try:
+        for reading in (live, dead, live):  # and again after another target, on the same provider
+            got = targets.get(reading.address).render(accept)
+            assert got == reference_render(FixedDevice(reading), naming, accept)
+        assert b"hdhomerun" in got[0]
+    finally:
+        targets.close()
+
+
+def test_concurrent_probes_never_mix_targets(recorded):
+    live, _ = recorded
+    readings = {f"127.0.0.{n}:65001": replace(live, address=f"127.0.0.{n}:65001") for n in range(1, 9)}
+    targets = ProbeTargets(1.0, build_resource({}), device_factory=lambda a, t: FixedDevice(readings[a]))
+    failures = []
+
+    def worker(address):
+        for _ in range(60):
+            body = targets.get(address).render(None)[0].decode()
+            devices = {dict(labels).get("hdhomerun_device") for _, labels in samples(body)}
+            if devices != {address}:
+                failures.append((address, devices))
+            if len(samples(body)) != len(samples(targets_reference[address])):
+                failures.append((address, "series count"))
+
+    targets_reference = {a: reference_render(FixedDevice(r), "otel", None)[0].decode() for a, r in readings.items()}
+    threads = [threading.Thread(target=worker, args=(a,)) for a in readings]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    targets.close()
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+
+
+def _live_aggregations() -> int:
+    """SDK aggregations (one per instrument and attribute set a reader has seen) alive now."""
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o).__name__ in ("_SumAggregation", "_LastValueAggregation"))
+
+
+def test_past_targets_leave_no_sdk_storage(recorded):
+    """A thousand distinct targets later, the SDK holds no aggregation for any of them: each
+    probe's reader, and its per-attribute-set storage, goes when the probe is rendered."""
+    live, _ = recorded
+    targets = ProbeTargets(1.0, build_resource({}), max_targets=16,
+                           device_factory=lambda a, t: FixedDevice(replace(live, address=a)))
+    try:
+        before = _live_aggregations()
+        for n in range(1000):
+            assert targets.get(f"127.0.{n // 250}.{n % 250 + 1}:65001").render(None)[0]
+        assert _live_aggregations() == before
+        assert len(targets) == 16
+    finally:
+        targets.close()
+
+
+def test_evicted_devices_are_closed_and_close_closes_the_rest(recorded):
+    live, _ = recorded
+    made = []
+
+    def factory(address, timeout):
+        made.append(FixedDevice(replace(live, address=address)))
+        return made[-1]
+
+    targets = ProbeTargets(1.0, build_resource({}), max_targets=2, device_factory=factory)
+    for n in range(1, 5):
+        targets.get(f"127.0.0.{n}:65001").render(None)
+    assert [d.closed for d in made] == [True, True, False, False]
+    targets.close()
+    assert all(d.closed for d in made)
+
+
+def test_a_device_that_raises_gives_an_empty_page_not_an_error():
+    class Broken:
+        address = "127.0.0.1:65001"
+
+        def read(self):
+            raise RuntimeError("boom")
+
+        def close(self):
+            pass
+
+    targets = ProbeTargets(1.0, build_resource({}), device_factory=lambda a, t: Broken())
+    try:
+        body, content_type = targets.get("127.0.0.1:65001").render(None)
+        assert b"hdhomerun_up" not in body and content_type.startswith("text/plain")
+    finally:
+        targets.close()
