@@ -98,9 +98,9 @@ class CollectorSpec:
     ``source(paths, options)`` returns an object with ``read()`` (and optionally ``close()``),
     or None when there is nothing to collect (no HDHomeRun device configured).  ``observers``
     is called with the ``telemetry.SourceWorker`` and returns an object whose ``observers()`` maps
-    each of ``metrics``' names to a function returning that instrument's observations from
-    ``collector.result``; ``register`` refuses a metric without an observer and an observer
-    without a metric.  ``check(paths, options, enabled)`` validates flag values at start-up
+    each row of ``metrics`` (the ``Metric`` object itself, not its name) to a function returning
+    that instrument's observations from ``worker.result``; ``register`` refuses a row without
+    an observer and an observer without a row.  ``check(paths, options, enabled)`` validates flag values at start-up
     (raise ValueError with a message naming the flag) and may normalise ``options`` in place.
     """
 

@@ -15,7 +15,7 @@ from otel_bare_metal.registry import CollectorSpec, Flag, Registry, load_plugins
 from otel_bare_metal.collectors.cpu.source import ProcfsCPUSource
 from otel_bare_metal.telemetry import SourceWorker, instrument, register
 from otel_bare_metal.telemetry.definitions import Kind, Metric
-from otel_bare_metal.collectors.hdhomerun.metrics import HDHomeRunObservers
+from otel_bare_metal.collectors.hdhomerun.metrics import TUNER_STREAM_STOP_REASON, HDHomeRunObservers
 
 PROC = str(FIXTURES / "proc")
 
@@ -29,10 +29,12 @@ def config(argv, environ=None):
 
 
 def test_a_definition_without_an_observer_fails_at_start():
-    """Renaming an observer's key used to make its metric vanish with every test green."""
+    """An observer bound to anything but the row it observes (here: a look-alike row of another
+    name) leaves that row without an observer: the exporter refuses to start, naming both."""
     c = SourceWorker("hdhomerun", source=type("Idle", (), {"read": lambda self: None})())
     observers = HDHomeRunObservers(c).observers()
-    observers["hdhomerun.tuner.stop_reason"] = observers.pop("hdhomerun.tuner.stream_stop_reason")
+    stray = replace(TUNER_STREAM_STOP_REASON, name="hdhomerun.tuner.stop_reason")
+    observers[stray] = observers.pop(TUNER_STREAM_STOP_REASON)
     meter = MeterProvider().get_meter("t")
     with pytest.raises(ValueError) as e:
         register(meter, observers, [c], registry().get("hdhomerun").metrics)
@@ -66,7 +68,7 @@ def test_an_observer_that_raises_fails_only_its_own_collector():
             def observe():
                 raise RuntimeError("bug in a plugin")
 
-            return {"broken.value": observe}
+            return {bad_metric: observe}
 
     spec = CollectorSpec("broken", source=lambda paths, options: None, observers=Broken, metrics=(bad_metric,))
     reg = Registry([registry().get("cpu"), spec])
@@ -138,7 +140,7 @@ def plugin_spec(name="extra", metric="extra.value", flags=()):
             self.c = collector
 
         def observers(self):
-            return {metric: lambda: [Observation(self.c.result)]}
+            return {m: lambda: [Observation(self.c.result)]}
 
     return CollectorSpec(name, source=lambda paths, options: type("S", (), {"read": lambda self: 7})(),
                          observers=Obs, metrics=(m,), flags=flags)

@@ -39,7 +39,7 @@ def instrument(
         from otel_bare_metal.registry import registry as default_registry
 
         registry = default_registry()
-    observers: dict[str, Observer] = {}
+    observers: dict[Metric, Observer] = {}
     definitions: list[Metric] = []
     for c in collectors:
         spec = registry.get(c.name)
@@ -53,9 +53,8 @@ def instrument(
         check_bound(definitions, observers)
         definitions, observers = classic_table(observers, definitions, drop_attributes)
     else:  # a classic-only row (definitions.Metric.classic_only) is left out, with its observer
-        left_out = {d.name for d in definitions if d.classic_only}
-        definitions = [d for d in definitions if d.name not in left_out]
-        observers = {name: observe for name, observe in observers.items() if name not in left_out}
+        definitions = [d for d in definitions if not d.classic_only]
+        observers = {metric: observe for metric, observe in observers.items() if not getattr(metric, "classic_only", False)}
     register(meter, observers, collection, definitions)
     return collection
 

@@ -113,10 +113,10 @@ class SourceWorker:
         self._warn = RateLimitedLog(log)
         self.attributes = {"collector": name}
 
-    def bind(self, observers: dict[str, Observer]) -> dict[str, Observer]:
+    def bind(self, observers: dict[Metric, Observer]) -> dict[Metric, Observer]:
         """The same observers, each made safe: one that raises (a plugin's bug, say) observes
         nothing and makes this collection of this collector unsuccessful, nothing else."""
-        return {name: self._guarded(name, observe) for name, observe in observers.items()}
+        return {metric: self._guarded(getattr(metric, "name", str(metric)), observe) for metric, observe in observers.items()}
 
     def _guarded(self, name: str, observe: Observer) -> Observer:
         local = self._local
@@ -298,31 +298,32 @@ Observer = Callable[[], Iterable[Observation]]
 
 # Self-monitoring: one series per collector.  ``telemetry.instrument`` registers these last, so
 # their callbacks see every observer failure of the collection.
-SELF_MONITORING: tuple[Metric, ...] = (
-    Metric("otel_bare_metal.collector.duration", Kind.GAUGE, "s",
-           "Time the collector took to read its source in this collection.", ("collector",), "self",
-           classic=(Classic("node_scrape_collector_duration_seconds", _frozen({"collector": "collector"}),
-                            "node_exporter: Duration of a collector scrape."),)),
-    Metric("otel_bare_metal.collector.success", Kind.GAUGE, "",
-           "1 when the collector read its source without error in this collection, else 0.", ("collector",), "self",
-           classic=(Classic("node_scrape_collector_success", _frozen({"collector": "collector"}),
-                            "node_exporter: Whether a collector succeeded."),)),
-)
+DURATION = Metric(
+    "otel_bare_metal.collector.duration", Kind.GAUGE, "s",
+    "Time the collector took to read its source in this collection.", ("collector",), "self",
+    classic=(Classic("node_scrape_collector_duration_seconds", _frozen({"collector": "collector"}),
+                     "node_exporter: Duration of a collector scrape."),))
+SUCCESS = Metric(
+    "otel_bare_metal.collector.success", Kind.GAUGE, "",
+    "1 when the collector read its source without error in this collection, else 0.", ("collector",), "self",
+    classic=(Classic("node_scrape_collector_success", _frozen({"collector": "collector"}),
+                     "node_exporter: Whether a collector succeeded."),))
+SELF_MONITORING: tuple[Metric, ...] = (DURATION, SUCCESS)
 
 
-def self_monitoring_observers(collectors: list[SourceWorker]) -> dict[str, Observer]:
+def self_monitoring_observers(collectors: list[SourceWorker]) -> dict[Metric, Observer]:
     def duration() -> Iterable[Observation]:
         return [Observation(c.duration, c.attributes) for c in collectors]
 
     def success() -> Iterable[Observation]:
         return [Observation(1 if c.success else 0, c.attributes) for c in collectors]
 
-    return {"otel_bare_metal.collector.duration": duration, "otel_bare_metal.collector.success": success}
+    return {DURATION: duration, SUCCESS: success}
 
 
 def register(
     meter: Meter,
-    observers: dict[str, Observer],
+    observers: dict[Metric, Observer],
     collectors: list[SourceWorker] | Collection,
     definitions: Iterable[Metric],
 ) -> list[Metric]:
@@ -334,7 +335,7 @@ def register(
     collection = collectors if isinstance(collectors, Collection) else Collection(collectors)
     created = []
     for d in definitions:
-        observe = observers[d.name]
+        observe = observers[d]
         create = {
             Kind.COUNTER: meter.create_observable_counter,
             Kind.UPDOWN: meter.create_observable_up_down_counter,
@@ -347,11 +348,11 @@ def register(
     return created
 
 
-def check_bound(definitions: list[Metric], observers: dict[str, Observer]) -> None:
-    """Every definition has an observer and every observer a definition, or ValueError."""
-    names = [d.name for d in definitions]
-    missing = sorted(set(names) - set(observers))
-    unknown = sorted(set(observers) - set(names))
+def check_bound(definitions: list[Metric], observers: dict[Metric, Observer]) -> None:
+    """Every definition (a row object) has an observer and every observer a definition, or
+    ValueError naming them."""
+    missing = sorted(d.name for d in set(definitions) - set(observers))
+    unknown = sorted(getattr(m, "name", repr(m)) for m in set(observers) - set(definitions))
     if missing or unknown:
         raise ValueError("definitions and observers disagree: "
                          + "; ".join(filter(None, [missing and f"no observer for {', '.join(missing)}",

@@ -47,8 +47,12 @@ class Classic:
     constant: Mapping[str, str] = field(default_factory=_frozen)  # labels with a fixed value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Metric:
+    """One metric row.  A row is its own identity: observers are bound to the row object
+    (``{ROW: observe}``), never to its name typed a second time, so rows compare and hash by
+    identity."""
+
     name: str
     kind: Kind
     unit: str

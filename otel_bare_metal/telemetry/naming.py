@@ -62,17 +62,17 @@ def classic_observer(classic: Classic, observe: Observer, drop: frozenset[str] =
     return derived
 
 
-def classic_table(observers: dict[str, Observer], parents: Iterable[Metric],
-                  drop: frozenset[str] = frozenset()) -> tuple[list[Metric], dict[str, Observer]]:
+def classic_table(observers: dict[Metric, Observer], parents: Iterable[Metric],
+                  drop: frozenset[str] = frozenset()) -> tuple[list[Metric], dict[Metric, Observer]]:
     """The classic instruments for every row of ``parents`` that has an observer, and their observers."""
     definitions: list[Metric] = []
-    classic_observers: dict[str, Observer] = {}
+    classic_observers: dict[Metric, Observer] = {}
     for parent in parents:
-        observe = observers.get(parent.name)
+        observe = observers.get(parent)
         if observe is None:
             continue
         for classic in parent.classic:
             inst = instrument_for(parent, classic, drop)
             definitions.append(inst)
-            classic_observers[inst.name] = classic_observer(classic, observe, drop)
+            classic_observers[inst] = classic_observer(classic, observe, drop)
     return definitions, classic_observers

@@ -213,7 +213,7 @@ def test_every_percent_and_rate_is_exported_as_the_exporter_divides_it():
     tuners = {p: parse_tuner_debug(f"tun: ch=auto:7 lock=8vsb ss={p} snq={p} seq={p} dbg=0\n"
                                    f"ts:  bps={p * 1000 + 3} te=0 crc=0\n") for p in range(101)}
     fleet = FleetReading([DeviceReading("127.0.0.1:65001", True, 0.1, tuners=tuners)])
-    observers = HDHomeRunObservers(SimpleNamespace(result=fleet)).observers()
+    observers = {m.name: f for m, f in HDHomeRunObservers(SimpleNamespace(result=fleet)).observers().items()}
     for name in ("signal_strength", "signal_to_noise_quality", "symbol_quality"):
         got = {o.attributes["hdhomerun.tuner"]: o.value for o in observers[f"hdhomerun.tuner.{name}"]()}
         assert got == {p: p / 100 for p in range(101)}, name

@@ -140,9 +140,9 @@ def test_every_definition_with_an_observer_is_registered():
     from otel_bare_metal.telemetry.collection import self_monitoring_observers
 
     c = SourceWorker("x", Counting())
-    names = set(CPUObservers(c).observers()) | set(FilesystemObservers(c).observers()) | set(self_monitoring_observers([c]))
-    defined = {m.name for m in builtin_metrics() if m.collector in ("cpu", "filesystem", "self")}
-    assert names == defined
+    bound = set(CPUObservers(c).observers()) | set(FilesystemObservers(c).observers()) | set(self_monitoring_observers([c]))
+    defined = {m for m in builtin_metrics() if m.collector in ("cpu", "filesystem", "self")}
+    assert bound == defined, "observers are keyed by the row objects themselves"
 
 
 def test_the_exporters_provider_keeps_no_exemplars():

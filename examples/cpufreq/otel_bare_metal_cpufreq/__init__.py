@@ -26,26 +26,30 @@ NAME = "cpufreq"
 CPU = ("cpu.logical_number",)
 CLASSIC_CPU = MappingProxyType({"cpu.logical_number": "cpu"})
 
-METRICS = (
-    Metric("system.cpu.frequency", Kind.GAUGE, "Hz", "Current frequency of each logical CPU (cpufreq scaling_cur_freq).",
-           CPU, NAME, classic=(Classic("node_cpu_scaling_frequency_hertz", CLASSIC_CPU, "Current scaled CPU thread frequency in hertz."),)),
-    Metric("system.cpu.frequency.scaling_min", Kind.GAUGE, "Hz", "Lowest frequency the cpufreq governor may choose (scaling_min_freq).",
-           CPU, NAME, classic=(Classic("node_cpu_scaling_frequency_min_hertz", CLASSIC_CPU, "Minimum scaled CPU thread frequency in hertz."),)),
-    Metric("system.cpu.frequency.scaling_max", Kind.GAUGE, "Hz", "Highest frequency the cpufreq governor may choose (scaling_max_freq).",
-           CPU, NAME, classic=(Classic("node_cpu_scaling_frequency_max_hertz", CLASSIC_CPU, "Maximum scaled CPU thread frequency in hertz."),)),
-)
+FREQUENCY = Metric(
+    "system.cpu.frequency", Kind.GAUGE, "Hz", "Current frequency of each logical CPU (cpufreq scaling_cur_freq).", CPU, NAME,
+    classic=(Classic("node_cpu_scaling_frequency_hertz", CLASSIC_CPU, "Current scaled CPU thread frequency in hertz."),))
+SCALING_MIN = Metric(
+    "system.cpu.frequency.scaling_min", Kind.GAUGE, "Hz", "Lowest frequency the cpufreq governor may choose (scaling_min_freq).",
+    CPU, NAME,
+    classic=(Classic("node_cpu_scaling_frequency_min_hertz", CLASSIC_CPU, "Minimum scaled CPU thread frequency in hertz."),))
+SCALING_MAX = Metric(
+    "system.cpu.frequency.scaling_max", Kind.GAUGE, "Hz", "Highest frequency the cpufreq governor may choose (scaling_max_freq).",
+    CPU, NAME,
+    classic=(Classic("node_cpu_scaling_frequency_max_hertz", CLASSIC_CPU, "Maximum scaled CPU thread frequency in hertz."),))
+METRICS = (FREQUENCY, SCALING_MIN, SCALING_MAX)
 
 
 class CPUFreqObservers:
-    """Maps the source's records (``collector.result``) to observations, one function per metric."""
+    """Maps the source's records (``worker.result``) to observations, one function per metric row."""
 
-    def __init__(self, collector):
-        self._collector = collector
+    def __init__(self, worker):
+        self._worker = worker
         self._attrs: dict[int, dict[str, int]] = {}
 
     def _field(self, name: str):
         def observe() -> Iterable[Observation]:
-            freqs: CPUFrequencies | None = self._collector.result
+            freqs: CPUFrequencies | None = self._worker.result
             if freqs is None:
                 return []
             out = []
@@ -58,11 +62,7 @@ class CPUFreqObservers:
         return observe
 
     def observers(self):
-        return {
-            "system.cpu.frequency": self._field("cur"),
-            "system.cpu.frequency.scaling_min": self._field("min"),
-            "system.cpu.frequency.scaling_max": self._field("max"),
-        }
+        return {FREQUENCY: self._field("cur"), SCALING_MIN: self._field("min"), SCALING_MAX: self._field("max")}
 
 
 def _source(paths: Paths, options: Options) -> SysfsCPUFreqSource:

@@ -34,21 +34,24 @@ CLASSIC_CPU = MappingProxyType({"cpu.logical_number": "cpu", "cpu.mode": "mode"}
 # node_exporter keeps the kernel column names as ``mode``.
 CLASSIC_CPU_MODES = MappingProxyType({"cpu.mode": {ours: kernel for kernel, ours in CPU_MODES.items()}})
 
-METRICS: tuple[Metric, ...] = (
-    Metric("system.cpu.time", Kind.COUNTER, "s",
-           "Seconds each logical CPU spent in each mode (from /proc/stat; guest time is inside user and nice).",
-           CPU, "cpu",
-           classic=(Classic("node_cpu_seconds_total", CLASSIC_CPU, "Seconds the CPUs spent in each mode.",
-                            values=CLASSIC_CPU_MODES),)),
-    Metric("system.cpu.guest.time", Kind.COUNTER, "s",
-           "Seconds each logical CPU spent running guests (cpu.mode user or nice); already counted in system.cpu.time.",
-           CPU, "cpu",
-           classic=(Classic("node_cpu_guest_seconds_total", CLASSIC_CPU,
-                            "Seconds the CPUs spent in guests (VMs) for each mode."),)),
-    Metric("system.cpu.logical.count", Kind.UPDOWN, "{cpu}",
-           "Number of logical CPUs the kernel reports as online.", (), "cpu",
-           prometheus="system_cpu_logical_cpus"),
-)
+TIME = Metric(
+    "system.cpu.time", Kind.COUNTER, "s",
+    "Seconds each logical CPU spent in each mode (from /proc/stat; guest time is inside user and nice).",
+    CPU, "cpu",
+    classic=(Classic("node_cpu_seconds_total", CLASSIC_CPU, "Seconds the CPUs spent in each mode.",
+                     values=CLASSIC_CPU_MODES),))
+GUEST_TIME = Metric(
+    "system.cpu.guest.time", Kind.COUNTER, "s",
+    "Seconds each logical CPU spent running guests (cpu.mode user or nice); already counted in system.cpu.time.",
+    CPU, "cpu",
+    classic=(Classic("node_cpu_guest_seconds_total", CLASSIC_CPU,
+                     "Seconds the CPUs spent in guests (VMs) for each mode."),))
+LOGICAL_COUNT = Metric(
+    "system.cpu.logical.count", Kind.UPDOWN, "{cpu}",
+    "Number of logical CPUs the kernel reports as online.", (), "cpu",
+    prometheus="system_cpu_logical_cpus")
+
+METRICS: tuple[Metric, ...] = (TIME, GUEST_TIME, LOGICAL_COUNT)
 
 
 class CPUObservers:
@@ -93,9 +96,9 @@ class CPUObservers:
         stat = self._stat()
         return [] if stat is None else [Observation(len(stat.cpus))]
 
-    def observers(self) -> dict[str, Observer]:
+    def observers(self) -> dict[Metric, Observer]:
         return {
-            "system.cpu.time": self.time,
-            "system.cpu.guest.time": self.guest_time,
-            "system.cpu.logical.count": self.logical_count,
+            TIME: self.time,
+            GUEST_TIME: self.guest_time,
+            LOGICAL_COUNT: self.logical_count,
         }

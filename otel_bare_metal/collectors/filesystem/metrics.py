@@ -28,48 +28,55 @@ MOUNT_NUMBERS = ("system.filesystem.device.major", "system.filesystem.device.min
 CLASSIC_MOUNT_INFO = MappingProxyType({"system.device": "device", "system.filesystem.device.major": "major",
                                        "system.filesystem.device.minor": "minor", "system.filesystem.mountpoint": "mountpoint"})
 
-METRICS: tuple[Metric, ...] = (
-    Metric("system.filesystem.usage", Kind.UPDOWN, "By",
-           "Filesystem space by state: used, free (available to unprivileged users) and reserved (for root).",
-           FS + (STATE,), "filesystem",
-           classic=(Classic("node_filesystem_free_bytes", CLASSIC_FS, "Filesystem free space in bytes.",
-                            states=("free", "reserved"), state_attribute=STATE, constant=CLASSIC_FS_CONST),
-                    Classic("node_filesystem_avail_bytes", CLASSIC_FS,
-                            "Filesystem space available to non-root users in bytes.", states=("free",), state_attribute=STATE,
-                            constant=CLASSIC_FS_CONST))),
-    Metric("system.filesystem.limit", Kind.UPDOWN, "By",
-           "Total size of the filesystem (blocks × block size).", FS, "filesystem",
-           classic=(Classic("node_filesystem_size_bytes", CLASSIC_FS, "Filesystem size in bytes.", constant=CLASSIC_FS_CONST),)),
-    Metric("system.filesystem.utilization", Kind.GAUGE, "1",
-           "Fraction of the space usable by unprivileged users that is used: used / (used + free), as df shows it.",
-           FS, "filesystem"),
-    Metric("system.filesystem.inodes.usage", Kind.UPDOWN, "{inode}",
-           "Inodes by state: used and free.", FS + (STATE,), "filesystem",
-           classic=(Classic("node_filesystem_files", CLASSIC_FS, "Filesystem total file nodes.", states=("used", "free"), state_attribute=STATE,
-                            constant=CLASSIC_FS_CONST),
-                    Classic("node_filesystem_files_free", CLASSIC_FS, "Filesystem total free file nodes.",
-                            states=("free",), state_attribute=STATE, constant=CLASSIC_FS_CONST))),
-    Metric("system.filesystem.error", Kind.GAUGE, "",
-           "1 when statfs on the mount failed or timed out in this collection, else 0.", FS, "filesystem",
-           classic=(Classic("node_filesystem_device_error", CLASSIC_FS,
-                            "Whether an error occurred while getting statistics for the given device.",
-                            constant=CLASSIC_FS_CONST),
-                    # like node_exporter 1.8+, for every mount, whether statfs answered or not
-                    Classic("node_filesystem_readonly", CLASSIC_FS, "Filesystem read-only status.",
-                            value_from=("system.filesystem.mode", MappingProxyType({"ro": 1, "rw": 0})),
-                            constant=CLASSIC_FS_CONST))),
-    Metric("system.filesystem.timeout", Kind.GAUGE, "",
-           "1 when the mount did not answer statfs within the timeout and is skipped until it answers again (a hung mount).",
-           FS, "filesystem"),
-    # node_exporter (collector/filesystem_common.go): 1 for every mount whose statfs answered,
-    # major and minor as it scans them from mountinfo (%d:%d, printed in decimal).
-    Metric("system.filesystem.mount.info", Kind.GAUGE, "",
-           "Classic mode only. Always 1 for a mount whose statfs answered; its device numbers (mountinfo's major:minor) "
-           "as attributes. Not on the psutil fallback (no device numbers there).",
-           ("system.device", "system.filesystem.mountpoint") + MOUNT_NUMBERS, "filesystem",
-           classic=(Classic("node_filesystem_mount_info", CLASSIC_MOUNT_INFO, "Filesystem mount information."),),
-           classic_only=True),
-)
+USAGE = Metric(
+    "system.filesystem.usage", Kind.UPDOWN, "By",
+    "Filesystem space by state: used, free (available to unprivileged users) and reserved (for root).",
+    FS + (STATE,), "filesystem",
+    classic=(Classic("node_filesystem_free_bytes", CLASSIC_FS, "Filesystem free space in bytes.",
+                     states=("free", "reserved"), state_attribute=STATE, constant=CLASSIC_FS_CONST),
+             Classic("node_filesystem_avail_bytes", CLASSIC_FS,
+                     "Filesystem space available to non-root users in bytes.", states=("free",), state_attribute=STATE,
+                     constant=CLASSIC_FS_CONST)))
+LIMIT = Metric(
+    "system.filesystem.limit", Kind.UPDOWN, "By",
+    "Total size of the filesystem (blocks × block size).", FS, "filesystem",
+    classic=(Classic("node_filesystem_size_bytes", CLASSIC_FS, "Filesystem size in bytes.", constant=CLASSIC_FS_CONST),))
+UTILIZATION = Metric(
+    "system.filesystem.utilization", Kind.GAUGE, "1",
+    "Fraction of the space usable by unprivileged users that is used: used / (used + free), as df shows it.",
+    FS, "filesystem")
+INODES_USAGE = Metric(
+    "system.filesystem.inodes.usage", Kind.UPDOWN, "{inode}",
+    "Inodes by state: used and free.", FS + (STATE,), "filesystem",
+    classic=(Classic("node_filesystem_files", CLASSIC_FS, "Filesystem total file nodes.", states=("used", "free"), state_attribute=STATE,
+                     constant=CLASSIC_FS_CONST),
+             Classic("node_filesystem_files_free", CLASSIC_FS, "Filesystem total free file nodes.",
+                     states=("free",), state_attribute=STATE, constant=CLASSIC_FS_CONST)))
+ERROR = Metric(
+    "system.filesystem.error", Kind.GAUGE, "",
+    "1 when statfs on the mount failed or timed out in this collection, else 0.", FS, "filesystem",
+    classic=(Classic("node_filesystem_device_error", CLASSIC_FS,
+                     "Whether an error occurred while getting statistics for the given device.",
+                     constant=CLASSIC_FS_CONST),
+             # like node_exporter 1.8+, for every mount, whether statfs answered or not
+             Classic("node_filesystem_readonly", CLASSIC_FS, "Filesystem read-only status.",
+                     value_from=("system.filesystem.mode", MappingProxyType({"ro": 1, "rw": 0})),
+                     constant=CLASSIC_FS_CONST)))
+TIMEOUT = Metric(
+    "system.filesystem.timeout", Kind.GAUGE, "",
+    "1 when the mount did not answer statfs within the timeout and is skipped until it answers again (a hung mount).",
+    FS, "filesystem")
+# node_exporter (collector/filesystem_common.go): 1 for every mount whose statfs answered,
+# major and minor as it scans them from mountinfo (%d:%d, printed in decimal).
+MOUNT_INFO = Metric(
+    "system.filesystem.mount.info", Kind.GAUGE, "",
+    "Classic mode only. Always 1 for a mount whose statfs answered; its device numbers (mountinfo's major:minor) "
+    "as attributes. Not on the psutil fallback (no device numbers there).",
+    ("system.device", "system.filesystem.mountpoint") + MOUNT_NUMBERS, "filesystem",
+    classic=(Classic("node_filesystem_mount_info", CLASSIC_MOUNT_INFO, "Filesystem mount information."),),
+    classic_only=True)
+
+METRICS: tuple[Metric, ...] = (USAGE, LIMIT, UTILIZATION, INODES_USAGE, ERROR, TIMEOUT, MOUNT_INFO)
 
 
 def printable(text: str) -> str:
@@ -166,13 +173,13 @@ class FilesystemObservers:
             out.append(Observation(1, attrs))
         return out
 
-    def observers(self) -> dict[str, Observer]:
+    def observers(self) -> dict[Metric, Observer]:
         return {
-            "system.filesystem.usage": self.usage,
-            "system.filesystem.limit": self.limit,
-            "system.filesystem.utilization": self.utilization,
-            "system.filesystem.inodes.usage": self.inodes,
-            "system.filesystem.error": self.error,
-            "system.filesystem.timeout": self.timeout,
-            "system.filesystem.mount.info": self.mount_info,
+            USAGE: self.usage,
+            LIMIT: self.limit,
+            UTILIZATION: self.utilization,
+            INODES_USAGE: self.inodes,
+            ERROR: self.error,
+            TIMEOUT: self.timeout,
+            MOUNT_INFO: self.mount_info,
         }
