@@ -19,13 +19,11 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__
 from otel_bare_metal._otel_compat import export_timeout_millis
-from otel_bare_metal.collectors.hdhomerun.allowlist import DEFAULT_RULES, FLAG as ALLOW_FLAG, Allowlist, TargetNotAllowed
 from otel_bare_metal.exposition.http import HTTPServer, Limits, Request, Response, healthz, landing_page
 from otel_bare_metal.exposition.otlp import push_exporters
-from otel_bare_metal.collectors.hdhomerun.probe import ProbeTargets
 from otel_bare_metal.exposition.webconfig import WebConfigWatcher
 from otel_bare_metal.exposition.prometheus import SCRAPE_TIMEOUT_HEADER, PageUnavailable, PrometheusPage, scrape_budget
-from otel_bare_metal.registry import Paths, Registry, registry
+from otel_bare_metal.registry import Paths, Registry, Route, RouteContext, registry
 from otel_bare_metal.telemetry import SourceWorker, instrument
 from otel_bare_metal.telemetry.collection import STUCK_AFTER
 from otel_bare_metal.telemetry.provider import meter_provider
@@ -118,13 +116,18 @@ class App:
         self.collection.stuck_after = config.stuck_after
         if self.page is not None:
             self.page.collection = self.collection
-        self.allowlist = Allowlist(config.hdhomerun_allow_targets or DEFAULT_RULES, configured=config.hdhomerun_devices)
-        self.probes = ProbeTargets(config.hdhomerun_timeout, resource, naming=config.naming)
+        # Routes the collectors' specs hand over (served beside /metrics, whether they run or not).
+        self.collector_routes: dict[str, Route] = {}
+        for spec in registry().specs:
+            if spec.routes is not None:
+                context = RouteContext(spec.options(vars(config)), resource, config.naming, PrometheusPage)
+                self.collector_routes.update((route.path, route) for route in spec.routes(context))
         self.server: HTTPServer | None = None
 
     def metrics(self, request: Request) -> Response:
-        if "target" in request.query:  # hdhomerun_exporter's /metrics?target= works unchanged
-            return self.probe(request)
+        for route in self.collector_routes.values():  # a route may also answer /metrics?<its param>=
+            if route.metrics_param and route.metrics_param in request.query:
+                return self._serve(route, request)
         if self.config.sdk_disabled:
             return Response(404, b"metrics are off: OTEL_SDK_DISABLED=true\n")
         if self.page is None:
@@ -145,38 +148,29 @@ class App:
             return Response(503, f"collection stuck: {names}\n".encode())
         return healthz(request)
 
-    def probe(self, request: Request) -> Response:
+    def _serve(self, route: Route, request: Request) -> Response:
+        """A collector's route: the HTTP request in, its handler's status, body and type out."""
         if self.config.sdk_disabled:
             return Response(404, b"metrics are off: OTEL_SDK_DISABLED=true\n")
-        targets = [t for t in request.query.get("target", []) if t.strip()]
-        if len(targets) != 1:
-            return Response(400, b"exactly one target parameter is required, e.g. /probe?target=192.168.1.8\n")
-        target = targets[0].strip()
-        try:
-            address = self.allowlist.check(target)  # resolved once: dial exactly what was checked
-        except TargetNotAllowed as e:  # the reason (and the rules) go to the log, not to the caller
-            log.debug("probe refused", extra={"target": target, "reason": str(e)})
-            return Response(403, f"target {target!r} is not allowed; see {ALLOW_FLAG}\n".encode())
-        except ValueError as e:
-            return Response(400, f"bad target: {e}\n".encode())
         budget = scrape_budget(request.header(SCRAPE_TIMEOUT_HEADER), self.config.timeout_offset)
-        body, content_type = self.probes.get(address).render(request.header("accept"), budget)
-        return Response(200, body, content_type)
+        status, body, content_type = route.handler(request.query, request.header("accept") or None, budget)
+        return Response(status, body, content_type)
 
     def routes(self) -> dict:
         path = self.config.telemetry_path
-        return {
-            "/": landing_page("otel-bare-metal", {path: "Metrics", "/probe?target=127.0.0.1": "Probe an HDHomeRun device", "/healthz": "Health"}),
-            "/healthz": self.healthz,
-            path: self.metrics,
-            "/probe": self.probe,
-        }
+        links = {path: "Metrics"}
+        links.update((r.example or r.path, r.title or r.path) for r in self.collector_routes.values())
+        links["/healthz"] = "Health"
+        routes = {"/": landing_page("otel-bare-metal", links), "/healthz": self.healthz, path: self.metrics}
+        for route in self.collector_routes.values():
+            routes[route.path] = lambda request, route=route: self._serve(route, request)
+        return routes
 
     def start(self) -> "App":
         """Serve.  Raises WebConfigError for a broken --web.config.file, OSError when the port is taken."""
         self.web_config = WebConfigWatcher(self.config.web_config_file) if self.config.web_config_file else None
         limits = Limits(max_connections=self.config.max_connections, max_requests=self.config.max_requests)
-        scrapes = (self.config.telemetry_path, "/probe")
+        scrapes = (self.config.telemetry_path, *self.collector_routes)
         self.server = HTTPServer(self.config.listen_address, self.routes(), self.web_config, limits, scrapes).start()
         for address in self.server.addresses:
             log.info("listening", extra=log_fields(address=address, tls=self.server_tls(), telemetry_path=self.config.telemetry_path))
@@ -190,7 +184,8 @@ class App:
         """One line naming every active exporter and where it sends (or the one line saying
         that OTEL_SDK_DISABLED switched everything off)."""
         if self.config.sdk_disabled:
-            log.warning("OTEL_SDK_DISABLED=true: no metrics are collected or exported; /metrics and /probe answer 404")
+            paths = " and ".join([self.config.telemetry_path, *self.collector_routes])
+            log.warning(f"OTEL_SDK_DISABLED=true: no metrics are collected or exported; {paths} answer 404")
             return
         where: dict[str, str] = {}
         if self.page is not None:
@@ -215,6 +210,8 @@ class App:
         done.join(timeout + 1)
         if done.is_alive():
             log.warning("OTLP flush did not finish within %.1fs; exiting anyway", timeout)
-        self.probes.close()
+        for route in self.collector_routes.values():
+            if route.close is not None:
+                route.close()
         for c in self.collectors:
             c.close()

@@ -90,6 +90,41 @@ class Paths:
 
 Options = Mapping[str, Any]  # a collector's own flag values, by Flag.name
 
+#: ``handler(query, accept, budget) -> (status, body, content_type)``: the query parameters, the
+#: client's Accept header and the seconds the answer may take (the scrape's budget).
+RouteHandler = Callable[[Mapping[str, list], "str | None", float], "tuple[int, bytes, str]"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """An HTTP route a collector serves beside ``/metrics`` (the hdhomerun collector's ``/probe``).
+
+    The app mounts it, counts it as a scrape (``--web.max-requests``) and links it from ``/``;
+    the handler never sees the HTTP layer.  ``metrics_param``: a ``/metrics`` request carrying
+    this query parameter is answered by this route instead (hdhomerun_exporter's
+    ``/metrics?target=``).  ``close`` is called when the app stops.
+    """
+
+    path: str
+    handler: RouteHandler
+    title: str = ""  # the link text on the landing page
+    example: str = ""  # the link's target (default: the path)
+    metrics_param: str = ""
+    close: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class RouteContext:
+    """What the app hands a collector's ``routes`` factory: its own flag values, the process's
+    OpenTelemetry resource, the naming mode, and ``page(target_info=..., metrics=...)``, which
+    makes a Prometheus page (a reader and its ``render(accept, budget)``) without the collector
+    importing the exposition layer."""
+
+    options: Options
+    resource: Any
+    naming: str
+    page: Callable[..., Any]
+
 
 @dataclass(frozen=True)
 class CollectorSpec:
@@ -113,6 +148,7 @@ class CollectorSpec:
     title: str = ""  # the docs/metrics.md section heading; default: the name
     docs: str = ""  # Markdown under the section's table
     check: Callable[[Paths, dict, bool], None] | None = None
+    routes: Callable[[RouteContext], list[Route]] | None = None  # HTTP routes it serves, enabled or not
     plugin: str = ""  # the distribution a plugin came from ("" for built-ins)
 
     @property

@@ -52,3 +52,20 @@ def test_telemetry_opens_no_file_or_socket(path):
 
 def test_there_are_files_to_check():
     assert len(SOURCE_FILES) >= 5 and len(TELEMETRY_FILES) >= 3
+
+
+def test_collectors_never_import_the_exposition_layer_or_the_app():
+    """A collector's folder (its /probe included) is handed what it needs through its spec; the
+    HTTP server, the Prometheus page and the app stay above it."""
+    above = ("otel_bare_metal.exposition", "otel_bare_metal.app", "otel_bare_metal.cli", "prometheus_client")
+    files = sorted((PKG / "collectors").rglob("*.py"))
+    assert files
+    bad = {str(p.relative_to(PKG)): sorted(m for m in imported_modules(p) if m.startswith(above)) for p in files}
+    assert not {p: m for p, m in bad.items() if m}, bad
+
+
+def test_the_app_knows_no_collector_by_name():
+    """The app wires specs; what a collector serves or needs comes through its spec."""
+    text = (PKG / "app.py").read_text().lower()
+    assert "hdhomerun" not in text and "probe" not in text.replace("liveness probe", "")
+    assert not {m for m in imported_modules(PKG / "app.py") if m.startswith("otel_bare_metal.collectors")}

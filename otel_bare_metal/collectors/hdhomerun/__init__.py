@@ -15,8 +15,9 @@ import logging
 from otel_bare_metal.collectors.hdhomerun.allowlist import DEFAULT_RULES, Allowlist
 from otel_bare_metal.collectors.hdhomerun.fleet import Fleet
 from otel_bare_metal.collectors.hdhomerun.metrics import METRICS, HDHomeRunObservers
+from otel_bare_metal.collectors.hdhomerun.probe import Probe, ProbeTargets
 from otel_bare_metal.hdhr import discover, parse_address
-from otel_bare_metal.registry import CollectorSpec, Flag, Options, Paths
+from otel_bare_metal.registry import CollectorSpec, Flag, Options, Paths, Route, RouteContext
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,24 @@ def _check(paths: Paths, options: dict, enabled: bool) -> None:
             raise ValueError(f"--hdhomerun.devices-file {path!r}: {e.strerror or e}") from None
     for device in devices:
         parse_address(device)
-    allow = list(options["hdhomerun_allow_targets"]) or list(DEFAULT_RULES)
-    Allowlist(allow, configured=devices)
     options["hdhomerun_devices"] = devices
-    options["hdhomerun_allow_targets"] = allow
+    allowlist(options)  # a bad rule is a ValueError naming the flag
+
+
+def allowlist(options: Options) -> Allowlist:
+    """The targets /probe may dial: the --hdhomerun.allow-target rules (default: loopback and
+    private ranges on port 65001), and the configured devices whatever they resolve to."""
+    return Allowlist(list(options["hdhomerun_allow_targets"]) or DEFAULT_RULES, configured=options["hdhomerun_devices"])
+
+
+def _routes(context: RouteContext) -> list[Route]:
+    """``/probe?target=`` (and hdhomerun_exporter's ``/metrics?target=``), served whether or
+    not the collector itself runs."""
+    options = context.options
+    targets = ProbeTargets(options["hdhomerun_timeout"], context.resource, page=context.page, naming=context.naming)
+    probe = Probe(allowlist(options), targets)
+    return [Route("/probe", probe, title="Probe an HDHomeRun device", example="/probe?target=127.0.0.1",
+                  metrics_param="target", close=probe.close)]
 
 
 COLLECTOR = CollectorSpec(
@@ -77,4 +92,5 @@ COLLECTOR = CollectorSpec(
     flags=FLAGS,
     title="HDHomeRun tuners (`--hdhomerun.device`, `/probe`)",
     check=_check,
+    routes=_routes,
 )

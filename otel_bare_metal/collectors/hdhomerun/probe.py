@@ -19,6 +19,11 @@ Memory is flat in the number of targets probed (bench/probe_memory.py holds it t
 
 The device is read *before* the collection, outside the SDK's collection lock, so a dead or
 slow device delays only its own probe.
+
+:class:`Probe` is the route the hdhomerun collector's spec hands the app: it checks the target
+against the allowlist and answers with status, body and content type; the app owns HTTP.  The
+Prometheus page it renders with comes from the app too (``page``), so nothing here imports the
+exposition layer.
 """
 
 from __future__ import annotations
@@ -26,14 +31,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__, limits
 from otel_bare_metal.collectors.hdhomerun.fleet import Device, DeviceReading, FleetReading
+from otel_bare_metal.collectors.hdhomerun.allowlist import FLAG, Allowlist, TargetNotAllowed
 from otel_bare_metal.collectors.hdhomerun.metrics import METRICS, HDHomeRunObservers
-from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.logutil import RateLimitedLog
 from otel_bare_metal.telemetry import NAMINGS, register
 from otel_bare_metal.telemetry.naming import classic_table
@@ -80,9 +85,13 @@ class ProbeTarget:
 
 
 class ProbeTargets:
-    def __init__(self, timeout: float, resource: Resource, max_targets: int = MAX_TARGETS,
+    """The probed devices and the one provider they are rendered through.  ``page(target_info=,
+    metrics=)`` makes the Prometheus page of one probe (the app passes ``PrometheusPage``)."""
+
+    def __init__(self, timeout: float, resource: Resource, *, page: Callable[..., Any], max_targets: int = MAX_TARGETS,
                  device_factory: Callable[[str, float], Device] = Device, naming: str = "otel"):
         self.timeout = timeout
+        self._page = page
         self._device_factory = device_factory
         self._evicted: list[Device] = []
         self._devices: limits.BoundedCache[object, Device] = limits.BoundedCache(
@@ -122,7 +131,7 @@ class ProbeTargets:
             address = getattr(device, "address", "?")
             _warn(logging.WARNING, address, "probe of %s failed: %s: %s", address, type(e).__name__, e)
             reading = None
-        page = PrometheusPage(target_info=False, metrics=self._definitions)
+        page = self._page(target_info=False, metrics=self._definitions)
         self._provider.add_metric_reader(page.reader)
         try:
             self._rendering.set(reading)
@@ -141,3 +150,33 @@ class ProbeTargets:
         for d in devices:
             d.close()
         self._provider.shutdown()
+
+
+TEXT = "text/plain; charset=utf-8"
+
+
+class Probe:
+    """``/probe?target=ADDRESS``: one target, checked against the allowlist (resolved once, so
+    the device dialled is the one checked), read and rendered within ``budget`` seconds."""
+
+    def __init__(self, allowlist: Allowlist, targets: ProbeTargets):
+        self.allowlist = allowlist
+        self.targets = targets
+
+    def __call__(self, query: Mapping[str, list], accept: str | None, budget: float) -> tuple[int, bytes, str]:
+        targets = [t for t in query.get("target", []) if t.strip()]
+        if len(targets) != 1:
+            return 400, b"exactly one target parameter is required, e.g. /probe?target=192.168.1.8\n", TEXT
+        target = targets[0].strip()
+        try:
+            address = self.allowlist.check(target)  # resolved once: dial exactly what was checked
+        except TargetNotAllowed as e:  # the reason (and the rules) go to the log, not to the caller
+            log.debug("probe refused", extra={"target": target, "reason": str(e)})
+            return 403, f"target {target!r} is not allowed; see {FLAG}\n".encode(), TEXT
+        except ValueError as e:
+            return 400, f"bad target: {e}\n".encode(), TEXT
+        body, content_type = self.targets.get(address).render(accept, budget)
+        return 200, body, content_type
+
+    def close(self) -> None:
+        self.targets.close()

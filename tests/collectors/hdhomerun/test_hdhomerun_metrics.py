@@ -121,7 +121,7 @@ def test_probe_endpoint_and_metrics_target_alias(sim):
             assert not series(s, "system_cpu_time_seconds_total"), "a probe returns only that device"
             assert "target_info" not in body.decode()
             assert promtool_check_metrics(body).returncode == 0
-        assert len(exporter.probes) == 1, "one cached device per target, reused"
+        assert len(exporter.collector_routes["/probe"].handler.targets) == 1, "one cached device per target, reused"
         assert fetch(base + "/probe")[0] == 400
         assert fetch(base + "/probe?target=")[0] == 400
         assert fetch(base + "/probe?target=[::1")[0] == 400
@@ -148,8 +148,9 @@ def test_dead_probe_target_is_200_with_up_0():
 
 def test_probe_cache_is_bounded():
     from otel_bare_metal.collectors.hdhomerun.probe import ProbeTargets
+    from otel_bare_metal.exposition.prometheus import PrometheusPage
 
-    targets = ProbeTargets(timeout=0.2, resource=build_resource({}), max_targets=3)
+    targets = ProbeTargets(timeout=0.2, resource=build_resource({}), page=PrometheusPage, max_targets=3)
     try:
         first = targets.get("127.0.0.1:1").device
         closed = []

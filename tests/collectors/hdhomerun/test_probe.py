@@ -81,7 +81,7 @@ def reference_render(device, naming, accept):
 @pytest.mark.parametrize("accept", [None, OPENMETRICS])
 def test_output_is_byte_identical_to_a_provider_of_its_own(recorded, naming, accept):
     live, dead = recorded
-    targets = ProbeTargets(1.0, build_resource({}), naming=naming,
+    targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, naming=naming,
                            device_factory=lambda a, t: FixedDevice(live if a == live.address else dead))
     try:
         for reading in (live, dead, live):  # and again after another target, on the same provider
@@ -95,7 +95,7 @@ def test_output_is_byte_identical_to_a_provider_of_its_own(recorded, naming, acc
 def test_concurrent_probes_never_mix_targets(recorded):
     live, _ = recorded
     readings = {f"127.0.0.{n}:65001": replace(live, address=f"127.0.0.{n}:65001") for n in range(1, 9)}
-    targets = ProbeTargets(1.0, build_resource({}), device_factory=lambda a, t: FixedDevice(readings[a]))
+    targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, device_factory=lambda a, t: FixedDevice(readings[a]))
     failures = []
 
     def worker(address):
@@ -128,7 +128,7 @@ def test_past_targets_leave_no_sdk_storage(recorded):
     """A thousand distinct targets later, the SDK holds no aggregation for any of them: each
     probe's reader, and its per-attribute-set storage, goes when the probe is rendered."""
     live, _ = recorded
-    targets = ProbeTargets(1.0, build_resource({}), max_targets=16,
+    targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, max_targets=16,
                            device_factory=lambda a, t: FixedDevice(replace(live, address=a)))
     try:
         before = _live_aggregations()
@@ -148,7 +148,7 @@ def test_evicted_devices_are_closed_and_close_closes_the_rest(recorded):
         made.append(FixedDevice(replace(live, address=address)))
         return made[-1]
 
-    targets = ProbeTargets(1.0, build_resource({}), max_targets=2, device_factory=factory)
+    targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, max_targets=2, device_factory=factory)
     for n in range(1, 5):
         targets.get(f"127.0.0.{n}:65001").render(None)
     assert [d.closed for d in made] == [True, True, False, False]
@@ -166,7 +166,7 @@ def test_a_device_that_raises_gives_an_empty_page_not_an_error():
         def close(self):
             pass
 
-    targets = ProbeTargets(1.0, build_resource({}), device_factory=lambda a, t: Broken())
+    targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, device_factory=lambda a, t: Broken())
     try:
         body, content_type = targets.get("127.0.0.1:65001").render(None)
         assert b"hdhomerun_up" not in body and content_type.startswith("text/plain")

@@ -91,7 +91,7 @@ def test_a_rebinding_name_is_dialled_at_the_checked_address_only(exporter):
         forbidden = CountingListener("127.0.0.3", port)
         try:
             resolver = Rebinding("127.0.0.2", "127.0.0.3")
-            exporter.allowlist = Allowlist(["127.0.0.2/32:*"], resolver=resolver)
+            exporter.collector_routes["/probe"].handler.allowlist = Allowlist(["127.0.0.2/32:*"], resolver=resolver)
             target = f"rebind.test:{port}"
             status, _, body = fetch(f"{base}/probe?target={target}")
             # The probe reached the device the allowlist saw (before: the client resolved the
@@ -109,12 +109,12 @@ def test_one_device_is_one_entry_and_one_connection_however_spelled(exporter):
     exporter, base = exporter
     with Simulator("127.0.0.2", 0, tuners=1) as sim:
         port = sim.address[1]
-        exporter.allowlist = Allowlist(["127.0.0.0/8:*"], resolver=lambda host, p: ["127.0.0.2"])
+        exporter.collector_routes["/probe"].handler.allowlist = Allowlist(["127.0.0.0/8:*"], resolver=lambda host, p: ["127.0.0.2"])
         spellings = [f"127.0.0.2:{port}", f"%20127.0.0.2:{port}%20", f"sim.test:{port}", f"SIM.TEST:{port}"]
         for target in spellings:
             status, _, body = fetch(f"{base}/probe?target={target}")
             assert status == 200 and up(body) == {f"127.0.0.2:{port}": 1.0}, target
-        assert len(exporter.probes) == 1
+        assert len(exporter.collector_routes["/probe"].handler.targets) == 1
 
 
 def test_a_probe_honours_the_scrape_timeout_header():
