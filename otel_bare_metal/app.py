@@ -22,7 +22,8 @@ from otel_bare_metal._otel_compat import export_timeout_millis
 from otel_bare_metal.exposition.http import HTTPServer, Limits, Request, Response, healthz, landing_page
 from otel_bare_metal.exposition.otlp import push_exporters
 from otel_bare_metal.exposition.webconfig import WebConfigWatcher
-from otel_bare_metal.exposition.prometheus import SCRAPE_TIMEOUT_HEADER, PageUnavailable, PrometheusPage, scrape_budget
+from otel_bare_metal.deadline import SCRAPE_TIMEOUT_HEADER, scrape_deadline
+from otel_bare_metal.exposition.prometheus import PageUnavailable, PrometheusPage
 from otel_bare_metal.registry import Paths, Registry, Route, RouteContext, registry
 from otel_bare_metal.telemetry import SourceWorker, instrument
 from otel_bare_metal.telemetry.collection import STUCK_AFTER
@@ -132,9 +133,9 @@ class App:
             return Response(404, b"metrics are off: OTEL_SDK_DISABLED=true\n")
         if self.page is None:
             return Response(404, b"the /metrics page is off (OTEL_METRICS_EXPORTER has no prometheus)\n")
-        budget = scrape_budget(request.header(SCRAPE_TIMEOUT_HEADER), self.config.timeout_offset)
+        deadline = scrape_deadline(request.header(SCRAPE_TIMEOUT_HEADER), self.config.timeout_offset)
         try:
-            body, content_type = self.page.render(request.header("accept"), budget)
+            body, content_type = self.page.render(request.header("accept"), deadline)
         except PageUnavailable as e:
             return Response(503, f"the collection failed and no earlier page exists yet: {e}\n".encode())
         return Response(200, body, content_type)
@@ -152,8 +153,8 @@ class App:
         """A collector's route: the HTTP request in, its handler's status, body and type out."""
         if self.config.sdk_disabled:
             return Response(404, b"metrics are off: OTEL_SDK_DISABLED=true\n")
-        budget = scrape_budget(request.header(SCRAPE_TIMEOUT_HEADER), self.config.timeout_offset)
-        status, body, content_type = route.handler(request.query, request.header("accept") or None, budget)
+        deadline = scrape_deadline(request.header(SCRAPE_TIMEOUT_HEADER), self.config.timeout_offset)
+        status, body, content_type = route.handler(request.query, request.header("accept") or None, deadline)
         return Response(status, body, content_type)
 
     def routes(self) -> dict:

@@ -90,8 +90,9 @@ class Paths:
 
 Options = Mapping[str, Any]  # a collector's own flag values, by Flag.name
 
-#: ``handler(query, accept, budget) -> (status, body, content_type)``: the query parameters, the
-#: client's Accept header and the seconds the answer may take (the scrape's budget).
+#: ``handler(query, accept, deadline) -> (status, body, content_type)``: the query parameters,
+#: the client's Accept header and the scrape's deadline (a ``time.monotonic()`` value, see
+#: ``otel_bare_metal.deadline``).
 RouteHandler = Callable[[Mapping[str, list], "str | None", float], "tuple[int, bytes, str]"]
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from contextlib import nullcontext
 from typing import Iterable
 from dataclasses import replace
@@ -46,6 +45,7 @@ from prometheus_client.utils import floatToGoString
 
 from otel_bare_metal import limits
 from otel_bare_metal._otel_compat import HookedPrometheusReader, map_unit, sanitize_attribute, sanitize_full_name
+from otel_bare_metal.deadline import SDK_COLLECT_MARGIN, remaining, scrape_deadline
 from otel_bare_metal.logutil import RateLimitedLog
 from otel_bare_metal.telemetry.definitions import Metric
 
@@ -207,29 +207,6 @@ def _label_value(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-#: Seconds kept back from the scrape timeout Prometheus sends (blackbox_exporter's --timeout-offset).
-DEFAULT_TIMEOUT_OFFSET = 0.5
-#: The scrape timeout assumed when a request does not send ``X-Prometheus-Scrape-Timeout-Seconds``
-#: (Prometheus's default scrape_timeout).
-DEFAULT_SCRAPE_TIMEOUT = 10.0
-SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
-
-
-def scrape_budget(header: str | None, offset: float = DEFAULT_TIMEOUT_OFFSET) -> float:
-    """Seconds a scrape may take: ``X-Prometheus-Scrape-Timeout-Seconds`` less ``offset``, as
-    blackbox_exporter computes it.  Without the header (or with one that is not a positive
-    number) Prometheus's default scrape timeout, 10 s, less the offset.  A header smaller
-    than the offset leaves half the header."""
-    try:
-        timeout = float(header) if header else 0.0
-    except ValueError:
-        timeout = 0.0
-    if not (0 < timeout < 86_400):  # also rejects nan and inf
-        timeout = DEFAULT_SCRAPE_TIMEOUT
-    budget = timeout - offset
-    return budget if budget > 0 else timeout / 2
-
-
 # Name escapings (the ``escaping`` parameter of the Accept header) under which the stock encoders
 # write every name the reader produces unchanged.  The reader sanitises metric names and label
 # names to the legacy character set ([a-zA-Z_:][a-zA-Z0-9_:]*), so ``underscores`` and
@@ -296,13 +273,13 @@ class PrometheusPage:
         if collection is not None:
             self.reader.renames.update(prometheus_renames(collection.metrics))
 
-    def render(self, accept: str | None = None, budget: float | None = None) -> tuple[bytes, str]:
-        """Collect once and encode as the client asked (Prometheus text or OpenMetrics),
-        within ``budget`` seconds (see :func:`scrape_budget`; default: no header)."""
+    def render(self, accept: str | None = None, deadline: float | None = None) -> tuple[bytes, str]:
+        """Collect once and encode as the client asked (Prometheus text or OpenMetrics), by
+        ``deadline`` (a ``time.monotonic()`` value; default: a scrape without the timeout header,
+        see ``deadline.scrape_deadline``)."""
         encoder, content_type = choose_encoder(accept or "")
-        budget = scrape_budget(None) if budget is None else budget
-        deadline = time.monotonic() + budget
-        if not self._lock.acquire(timeout=max(0.0, budget)):
+        deadline = scrape_deadline(None) if deadline is None else deadline
+        if not self._lock.acquire(timeout=remaining(deadline)):
             last = self._last.get(content_type)
             if last is not None:
                 self.served_last += 1
@@ -331,9 +308,9 @@ class PrometheusPage:
         if self._fast is not None and fast is not None:
             self.reader.capture = True
             try:
-                # The SDK raises if its collection outlives timeout_millis: give it a margin past
-                # the deadline the collection itself keeps.
-                self.reader.collect(timeout_millis=(max(0.0, deadline - time.monotonic()) + 1.0) * 1000)
+                # The SDK raises if its collection outlives timeout_millis: our deadline, which the
+                # collection itself keeps, must end it first (deadline.SDK_COLLECT_MARGIN).
+                self.reader.collect(timeout_millis=(remaining(deadline) + SDK_COLLECT_MARGIN) * 1000)
                 data, self.reader.captured = self.reader.captured, None
             finally:
                 self.reader.capture = False

@@ -25,6 +25,7 @@ from typing import Callable, NoReturn, Sequence
 from .client import DEFAULT_PORT, DEFAULT_TIMEOUT, Client, DeviceError, RequestTimeout, TransportError, parse_address
 from .discover import discover
 from .packet import (
+    MAX_TUNERS,
     BadCRCError,
     FrameTooLargeError,
     ProtocolError,
@@ -77,8 +78,8 @@ def _tuners(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= 16:
-        raise argparse.ArgumentTypeError(f"tuners must be between 0 and 16: {text!r}")
+    if not 0 <= value <= MAX_TUNERS:
+        raise argparse.ArgumentTypeError(f"tuners must be between 0 and {MAX_TUNERS}: {text!r}")
     return value
 
 

@@ -5,9 +5,10 @@ reply frame (type 0x0005) carrying either the echoed name and the value, or only
 error message ``ERROR: …``.  One TCP connection carries many requests in turn.
 
 Timing: every request has a *deadline* covering connect, send and reading the whole
-reply, however it is split into pieces.  Each socket operation gets a timeout recomputed
-from that monotonic deadline, so a device dripping one byte every half second still fails
-at the deadline.  A request that times out is never retried.  A reused connection that
+reply, however it is split into pieces: the caller's (``deadline=``, a ``time.monotonic()``
+value) or, without one, ``timeout`` seconds from the call.  Each socket operation gets a
+timeout recomputed from that monotonic deadline, so a device dripping one byte every half
+second still fails at the deadline.  A request that times out is never retried.  A reused connection that
 turns out to be broken (the device closed it while idle) is reopened once, like
 libhdhomerun does.
 
@@ -25,7 +26,7 @@ from typing import Callable
 from . import packet as pkt
 from otel_bare_metal.address import format_host_port, parse_host_port
 
-from .packet import DEFAULT_PORT, HDHomeRunError, Packet, UnexpectedReplyError
+from .packet import DEFAULT_PORT, MAX_TUNERS, HDHomeRunError, Packet, UnexpectedReplyError
 from .text import TunerDebug, parse_tuner_debug
 
 __all__ = [
@@ -44,8 +45,6 @@ __all__ = [
 
 #: libhdhomerun uses 2.5 s connect/send/receive timeouts.
 DEFAULT_TIMEOUT = 2.5
-#: Upper bound of the tuner-count probe (no HDHomeRun model has more than 6 tuners).
-MAX_TUNERS = 16
 
 UNKNOWN_VARIABLE = "ERROR: unknown getset variable"
 
@@ -144,7 +143,6 @@ class Client:
         self._connect: ConnectFunction = connect or _create_connection
         self._sock: socket.socket | None = sock
         self._lock = threading.Lock()
-        self._tuner_count: int | None = None
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -222,15 +220,16 @@ class Client:
         except OSError as e:
             raise TransportError(f"connection to {self.address} failed: {_os_reason(e)}") from e
 
-    def request(self, packet: Packet) -> Packet:
-        """Send one packet and return the decoded reply frame (any type).
+    def request(self, packet: Packet, deadline: float | None = None) -> Packet:
+        """Send one packet and return the decoded reply frame (any type), by ``deadline`` (a
+        ``time.monotonic()`` value; default: ``timeout`` seconds from now).
 
         Raises :class:`RequestTimeout`, :class:`TransportError` or a
         :class:`~otel_bare_metal.hdhr.packet.ProtocolError`.  After any failure the
         connection is closed (its state is unknown) and reopened by the next request.
         """
         frame = pkt.encode(packet)
-        deadline = _Deadline(time.monotonic() + self.timeout)
+        until = _Deadline(time.monotonic() + self.timeout if deadline is None else deadline)
         with self._lock:
             if self._closed:
                 raise TransportError("client is closed")
@@ -238,8 +237,8 @@ class Client:
                 reused = self._sock is not None
                 try:
                     if self._sock is None:
-                        self._sock = self._open(deadline)
-                    raw = self._exchange(self._sock, frame, deadline, reused and attempt == 0)
+                        self._sock = self._open(until)
+                    raw = self._exchange(self._sock, frame, until, reused and attempt == 0)
                     return pkt.decode(raw)
                 except _Broken:
                     # The device closed an idle connection: reopen once, same deadline.
@@ -252,12 +251,12 @@ class Client:
 
     # -- get ---------------------------------------------------------------------------
 
-    def get(self, name: str) -> str:
+    def get(self, name: str, *, deadline: float | None = None) -> str:
         """The value of a variable, e.g. ``get("/sys/model")`` -> ``"hdhomerun4_atsc"``.
 
         Raises :class:`DeviceError` if the device answers ``ERROR: …``.
         """
-        reply = self.request(pkt.getset_request(name))
+        reply = self.request(pkt.getset_request(name), deadline)
         try:
             return _getset_value(reply, name)
         except UnexpectedReplyError:
@@ -268,42 +267,25 @@ class Client:
 
     # -- high level --------------------------------------------------------------------
 
-    def model(self) -> str:
+    def model(self, *, deadline: float | None = None) -> str:
         """``/sys/model``, e.g. ``hdhomerun4_atsc``."""
-        return self.get("/sys/model")
+        return self.get("/sys/model", deadline=deadline)
 
-    def hwmodel(self) -> str:
+    def hwmodel(self, *, deadline: float | None = None) -> str:
         """``/sys/hwmodel``, e.g. ``HDHR4-2US``."""
-        return self.get("/sys/hwmodel")
+        return self.get("/sys/hwmodel", deadline=deadline)
 
-    def version(self) -> str:
+    def version(self, *, deadline: float | None = None) -> str:
         """``/sys/version`` (firmware), e.g. ``20220203``."""
-        return self.get("/sys/version")
+        return self.get("/sys/version", deadline=deadline)
 
-    def features(self) -> str:
+    def features(self, *, deadline: float | None = None) -> str:
         """``/sys/features``: lines such as ``channelmap: us-bcast us-cable``."""
-        return self.get("/sys/features")
+        return self.get("/sys/features", deadline=deadline)
 
-    def tuner_count(self, *, refresh: bool = False) -> int:
-        """Number of tuners, found by probing ``/tunerN/debug`` from 0 until the device
-        answers "unknown getset variable" (at most :data:`MAX_TUNERS`).  Cached."""
-        if self._tuner_count is not None and not refresh:
-            return self._tuner_count
-        count = MAX_TUNERS
-        for n in range(MAX_TUNERS):
-            try:
-                self.get(f"/tuner{n}/debug")
-            except DeviceError as e:
-                if e.is_unknown_variable():
-                    count = n
-                    break
-                raise
-        self._tuner_count = count
-        return count
-
-    def tuner_debug(self, n: int) -> TunerDebug:
+    def tuner_debug(self, n: int, *, deadline: float | None = None) -> TunerDebug:
         """``/tunerN/debug`` parsed (raises ParseError if the text is malformed)."""
-        return parse_tuner_debug(self.get(f"/tuner{int(n)}/debug"))
+        return parse_tuner_debug(self.get(f"/tuner{int(n)}/debug", deadline=deadline))
 
 
 def _getset_value(reply: Packet, name: str) -> str:

@@ -76,6 +76,9 @@ __all__ = [
 # Packet types (reply = request + 1).
 #: TCP (control) and UDP (discover) port of every HDHomeRun device.
 DEFAULT_PORT = 65001
+#: The most tuners a device is taken to have: a tuner-count probe stops there, the simulator and
+#: the tools refuse more (no HDHomeRun model has more than 6).
+MAX_TUNERS = 16
 
 TYPE_DISCOVER_REQUEST = 0x0002
 TYPE_DISCOVER_REPLY = 0x0003

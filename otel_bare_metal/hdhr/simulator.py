@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from . import packet as pkt
-from .packet import Packet, ProtocolError
+from .packet import MAX_TUNERS, Packet, ProtocolError
 
 __all__ = ["Faults", "Simulator", "DEFAULT_DEVICE_ID", "GARBAGE"]
 
@@ -112,8 +112,8 @@ class Simulator:
         variables: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not 0 <= tuners <= 16:
-            raise ValueError("tuners must be between 0 and 16")
+        if not 0 <= tuners <= MAX_TUNERS:
+            raise ValueError(f"tuners must be between 0 and {MAX_TUNERS}")
         if not 0 <= port <= 65535:
             raise ValueError("port out of range")
         self.host = host

@@ -47,19 +47,12 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from otel_bare_metal.deadline import DEFAULT_SCRAPE_TIMEOUT, GRACE, SDK_CALLBACK_SLACK, SOURCE_MARGIN
 from otel_bare_metal.logutil import RateLimitedLog
 from otel_bare_metal.telemetry.definitions import Classic, Kind, Metric, _frozen
 
 log = logging.getLogger(__name__)
 
-#: Seconds a collection waits when nothing else bounds it (Prometheus's default scrape_timeout).
-DEFAULT_DEADLINE = 10.0
-#: Seconds past a collector's own bound before it counts as timed out (lets the source report
-#: its own partial failure, e.g. one hung mount or one dead device, rather than vanish as a
-#: whole, even on a busy machine where it returns a little late).
-GRACE = 0.5
-#: Seconds before the collection's deadline that a source taking a deadline is told to be done by.
-SOURCE_MARGIN = 0.1
 #: A read running longer than this makes ``/healthz`` answer 503.
 STUCK_AFTER = 60.0
 
@@ -270,7 +263,7 @@ class Collection:
         """Start every read, wait for them under the deadline, snapshot the results."""
         now = self._clock()
         if fallback_deadline is None:
-            fallback_deadline = now + DEFAULT_DEADLINE
+            fallback_deadline = now + DEFAULT_SCRAPE_TIMEOUT
         with self._cond:
             first = self._deadline(fallback_deadline)
         reads = [(c, c.start(first)) for c in self.collectors]
@@ -359,15 +352,12 @@ def check_bound(definitions: list[Metric], observers: dict[Metric, Observer]) ->
                                                   unknown and f"no definition for {', '.join(unknown)}"])))
 
 
-#: Seconds kept back from the SDK's own callback timeout, for the callbacks after the first
-#: (the SDK raises if the whole collection outlives it).
-SDK_SLACK = 0.2
-
-
 def _collecting(collection: Collection, observe: Observer) -> Callable[[CallbackOptions], Iterable[Observation]]:
     def collect_then_observe(options: CallbackOptions) -> Iterable[Observation]:
-        sdk_seconds = getattr(options, "timeout_millis", DEFAULT_DEADLINE * 1000) / 1000
-        collection.collect(collection._clock() + max(0.0, min(sdk_seconds - SDK_SLACK, DEFAULT_DEADLINE)))
+        # Where the deadline of a collection without a scrape is made (deadline.py): the SDK hands
+        # the first callback a relative budget; from here on it is one absolute value.
+        sdk_seconds = getattr(options, "timeout_millis", DEFAULT_SCRAPE_TIMEOUT * 1000) / 1000
+        collection.collect(collection._clock() + max(0.0, min(sdk_seconds - SDK_CALLBACK_SLACK, DEFAULT_SCRAPE_TIMEOUT)))
         return observe()
 
     return collect_then_observe

@@ -127,26 +127,6 @@ def test_device_error_other() -> None:
     assert not is_unknown_variable(ValueError("ERROR: unknown getset variable"))
 
 
-def test_tuner_count_probe_is_cached() -> None:
-    with Simulator("127.0.0.1", 0, tuners=3) as sim:
-        with Client(sim.address_text) as c:
-            assert c.tuner_count() == 3
-            served = sim.requests_served
-            assert served == 4  # tuner0..2 plus the failing tuner3
-            assert c.tuner_count() == 3
-            assert sim.requests_served == served
-            assert c.tuner_count(refresh=True) == 3
-            assert sim.requests_served == served + 4
-
-
-def test_tuner_count_zero_and_cap() -> None:
-    with Simulator("127.0.0.1", 0, tuners=0) as sim, Client(sim.address_text) as c:
-        assert c.tuner_count() == 0
-    with Simulator("127.0.0.1", 0, tuners=16) as sim, Client(sim.address_text) as c:
-        assert c.tuner_count() == 16
-        assert sim.requests_served == 16  # bounded: never probes beyond 16
-
-
 def test_cablecard_simulator_records() -> None:
     with Simulator("127.0.0.1", 0, tuners=2, cablecard=True) as sim, Client(sim.address_text) as c:
         d = c.tuner_debug(1)

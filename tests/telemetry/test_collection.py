@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from helpers import fetch, samples
 from otel_bare_metal.app import App, Config
-from otel_bare_metal.exposition.prometheus import PrometheusPage, scrape_budget
+from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.collectors.filesystem.source import FilesystemStat
 from otel_bare_metal.procfs import CPUStat, CPUTimes
 from otel_bare_metal.telemetry import Collection, SourceWorker, instrument
@@ -63,20 +63,10 @@ def page_for(collectors, naming="otel"):
     return page, provider
 
 
-def test_scrape_budget_follows_the_header_less_the_offset():
-    assert scrape_budget("2", 0.5) == 1.5
-    assert scrape_budget("10", 0.25) == 9.75
-    assert scrape_budget(None, 0.5) == 9.5  # no header: Prometheus's default 10 s
-    assert scrape_budget("nonsense", 0.5) == 9.5
-    assert scrape_budget("nan", 0.5) == 9.5
-    assert scrape_budget("-3", 0.5) == 9.5
-    assert scrape_budget("0.4", 0.5) == 0.2  # smaller than the offset: half the header
-
-
 def test_a_hung_source_times_out_alone_and_the_rest_is_complete(blocking):
     quick = Quick()
     page, provider = page_for([SourceWorker("filesystem", blocking), SourceWorker("cpu", quick)])
-    body, _ = page.render(budget=0.5)
+    body, _ = page.render(deadline=time.monotonic() + 0.5)
     values = samples(body.decode())
     assert success(values) == {"filesystem": 0, "cpu": 1}
     cpu = {labels for (name, labels) in values if name == "system_cpu_time_seconds_total"}
@@ -89,7 +79,7 @@ def test_a_stuck_read_is_joined_never_started_twice(blocking):
     hung = SourceWorker("filesystem", blocking)
     page, provider = page_for([hung, SourceWorker("cpu", quick)])
     for _ in range(3):
-        values = samples(page.render(budget=0.2)[0].decode())
+        values = samples(page.render(deadline=time.monotonic() + 0.2)[0].decode())
         assert success(values) == {"filesystem": 0, "cpu": 1}
     assert blocking.reads == 1 and quick.reads == 3
     blocking.release.set()
@@ -97,7 +87,7 @@ def test_a_stuck_read_is_joined_never_started_twice(blocking):
     deadline = time.monotonic() + 10
     while hung.in_flight_for(time.monotonic()) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert success(samples(page.render(budget=5)[0].decode())) == {"filesystem": 1, "cpu": 1}
+    assert success(samples(page.render(deadline=time.monotonic() + 5)[0].decode())) == {"filesystem": 1, "cpu": 1}
     assert blocking.reads == 2
     provider.shutdown()
 
@@ -106,11 +96,11 @@ def test_a_collectors_own_bound_caps_the_wait(blocking):
     """A read older than its own timeout is not waited for at all, whatever the scrape allows."""
     collector = SourceWorker("filesystem", blocking, timeout=0.05)
     page, provider = page_for([collector, SourceWorker("cpu", Quick())])
-    page.render(budget=0.5)
+    page.render(deadline=time.monotonic() + 0.5)
     durations = []
     for _ in range(2):
         started = time.monotonic()
-        page.render(budget=30)
+        page.render(deadline=time.monotonic() + 30)
         durations.append(time.monotonic() - started)
     # A 30 s budget was available; the collector's own 0.05 s (+ grace) bound ended each wait.
     assert max(durations) < 10
@@ -128,7 +118,7 @@ def test_a_collection_without_a_scrape_deadline_yields_to_a_waiting_scrape(block
     other.start()
     assert blocking.entered.wait(10)
     started = time.monotonic()
-    body, _ = page.render(budget=1.0)
+    body, _ = page.render(deadline=time.monotonic() + 1.0)
     # Without yielding the scrape would sit behind the other collection for its full ~10 s.
     assert time.monotonic() - started < 5
     assert success(samples(body.decode())) == {"filesystem": 0, "cpu": 1}
@@ -139,10 +129,10 @@ def test_a_collection_without_a_scrape_deadline_yields_to_a_waiting_scrape(block
 
 def test_the_render_lock_is_bounded_and_serves_the_last_complete_page():
     page, provider = page_for([SourceWorker("cpu", Quick())])
-    first, _ = page.render(budget=1)
+    first, _ = page.render(deadline=time.monotonic() + 1)
     page._lock.acquire()  # a render (or collection) that will not let go in time
     try:
-        body, content_type = page.render(budget=0.2)
+        body, content_type = page.render(deadline=time.monotonic() + 0.2)
         assert body == first and content_type.startswith("text/plain")
         assert page.served_last == 1
     finally:

@@ -38,7 +38,8 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from functools import partial
+from typing import Any, Callable
 
 from otel_bare_metal.hdhr import (
     MAX_TUNERS,
@@ -50,6 +51,7 @@ from otel_bare_metal.hdhr import (
     format_address,
     parse_address,
 )
+from otel_bare_metal.deadline import HANDOVER, remaining
 from otel_bare_metal.logutil import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -138,13 +140,13 @@ class Device:
         self._warn = RateLimitedLog(log)  # a dead device would otherwise log every scrape
         self.requests = 0
 
-    def _get(self, deadline: float, call: Callable[[], object]):
-        remaining = deadline - self._clock()
-        if remaining <= 0:
+    def _get(self, deadline: float, call: Callable[..., Any]) -> Any:
+        """One request, handed the read's deadline itself (the client bounds every socket
+        operation by it)."""
+        if deadline <= self._clock():
             raise TimeoutError("deadline passed before the request")
-        self._client.timeout = remaining
         self.requests += 1
-        return call()
+        return call(deadline=deadline)
 
     def read(self, deadline: float | None = None, verify: bool = True) -> DeviceReading:
         """Learn what is missing, then read every tuner, before ``deadline`` (a
@@ -158,7 +160,7 @@ class Device:
                 info = self._learn(end, verify)
                 tuners = {}
                 for n in range(info.tuner_count):
-                    tuners[n] = self._totalled(n, self._get(end, lambda n=n: self._client.tuner_debug(n)))
+                    tuners[n] = self._totalled(n, self._get(end, partial(self._client.tuner_debug, n)))
                 self._was_up = True
                 return DeviceReading(self.address, True, self._clock() - start, info, tuners)
             except (HDHomeRunError, OSError, ValueError) as e:
@@ -213,7 +215,7 @@ class Device:
         progress across calls."""
         while self._probed < MAX_TUNERS:
             try:
-                self._get(deadline, lambda: self._client.get(f"/tuner{self._probed}/debug"))
+                self._get(deadline, partial(self._client.get, f"/tuner{self._probed}/debug"))
             except DeviceError as e:
                 if e.is_unknown_variable():
                     break
@@ -312,7 +314,7 @@ class Fleet:
                     futures[future] = d
         for future, d in futures.items():
             future.add_done_callback(lambda f, d=d: self._finished(d, f))
-        wait(futures, timeout=max(0.0, end - self._clock()) + 0.05)
+        wait(futures, timeout=remaining(end, self._clock()) + HANDOVER)
         for future, d in futures.items():
             if future.done() and not future.cancelled():
                 readings[id(d)] = future.result()

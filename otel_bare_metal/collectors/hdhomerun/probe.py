@@ -80,8 +80,8 @@ class ProbeTarget:
         self._targets = targets
         self.device = device
 
-    def render(self, accept: str | None, budget: float | None = None) -> tuple[bytes, str]:
-        return self._targets.render_device(self.device, accept, budget)
+    def render(self, accept: str | None, deadline: float | None = None) -> tuple[bytes, str]:
+        return self._targets.render_device(self.device, accept, deadline)
 
 
 class ProbeTargets:
@@ -121,10 +121,9 @@ class ProbeTargets:
             old.close()
         return ProbeTarget(self, device)
 
-    def render_device(self, device: Device, accept: str | None, budget: float | None = None) -> tuple[bytes, str]:
-        """Read the device (within its timeout, and within ``budget`` seconds when the scrape
-        sent X-Prometheus-Scrape-Timeout-Seconds), then render that one reading."""
-        deadline = None if budget is None else time.monotonic() + budget
+    def render_device(self, device: Device, accept: str | None, deadline: float | None = None) -> tuple[bytes, str]:
+        """Read the device (within its timeout, and by ``deadline``, the scrape's, when given),
+        then render that one reading by the same deadline."""
         try:
             reading: DeviceReading | None = device.read() if deadline is None else device.read(deadline)
         except Exception as e:  # like any failing source: no series, never a failed request
@@ -135,7 +134,7 @@ class ProbeTargets:
         self._provider.add_metric_reader(page.reader)
         try:
             self._rendering.set(reading)
-            return page.render(accept)
+            return page.render(accept, deadline)
         finally:
             self._rendering.set(None)
             self._provider.remove_metric_reader(page.reader)
@@ -157,13 +156,13 @@ TEXT = "text/plain; charset=utf-8"
 
 class Probe:
     """``/probe?target=ADDRESS``: one target, checked against the allowlist (resolved once, so
-    the device dialled is the one checked), read and rendered within ``budget`` seconds."""
+    the device dialled is the one checked), read and rendered by the scrape's ``deadline``."""
 
     def __init__(self, allowlist: Allowlist, targets: ProbeTargets):
         self.allowlist = allowlist
         self.targets = targets
 
-    def __call__(self, query: Mapping[str, list], accept: str | None, budget: float) -> tuple[int, bytes, str]:
+    def __call__(self, query: Mapping[str, list], accept: str | None, deadline: float) -> tuple[int, bytes, str]:
         targets = [t for t in query.get("target", []) if t.strip()]
         if len(targets) != 1:
             return 400, b"exactly one target parameter is required, e.g. /probe?target=192.168.1.8\n", TEXT
@@ -175,7 +174,7 @@ class Probe:
             return 403, f"target {target!r} is not allowed; see {FLAG}\n".encode(), TEXT
         except ValueError as e:
             return 400, f"bad target: {e}\n".encode(), TEXT
-        body, content_type = self.targets.get(address).render(accept, budget)
+        body, content_type = self.targets.get(address).render(accept, deadline)
         return 200, body, content_type
 
     def close(self) -> None:

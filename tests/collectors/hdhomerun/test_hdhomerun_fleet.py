@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from otel_bare_metal.hdhr import MAX_TUNERS
 from otel_bare_metal.hdhr.simulator import Faults, Simulator
 from otel_bare_metal.hdhr.text import parse_tuner_debug
 from otel_bare_metal.collectors.hdhomerun.fleet import Device, Discovered, Fleet
@@ -98,6 +99,35 @@ def test_without_a_discover_reply_the_tuner_count_is_probed():
             device.close()
 
 
+def test_the_tuner_count_probe_is_kept_zero_and_capped():
+    """The one tuner-count probe: /tuner0/debug upwards until "unknown getset variable", read
+    once and kept; 0 tuners is an answer; it never asks past MAX_TUNERS."""
+    no_discover = dict(timeout=2.0, discover=lambda address, window: None)
+    with Simulator("127.0.0.1", 0, tuners=3, faults=Faults(discover=False)) as sim:
+        device = Device(sim.address_text, **no_discover)
+        try:
+            assert device.read().info.tuner_count == 3
+            served = sim.requests_served
+            assert served == 3 + 4 + 3  # model, hwmodel, version; tuner0..2 and the failing tuner3; 3 debug reads
+            assert device.read().info.tuner_count == 3
+            assert sim.requests_served == served + 3  # kept: only the tuners are read again
+        finally:
+            device.close()
+    with Simulator("127.0.0.1", 0, tuners=0, faults=Faults(discover=False)) as sim:
+        device = Device(sim.address_text, **no_discover)
+        try:
+            assert device.read().info.tuner_count == 0
+        finally:
+            device.close()
+    with Simulator("127.0.0.1", 0, tuners=MAX_TUNERS, faults=Faults(discover=False)) as sim:
+        device = Device(sim.address_text, **no_discover)
+        try:
+            assert device.read().info.tuner_count == MAX_TUNERS
+            assert sim.requests_served == 3 + MAX_TUNERS + MAX_TUNERS  # bounded: never probes beyond 16
+        finally:
+            device.close()
+
+
 class ScriptedClient:
     """A client whose /tuner0/debug counters follow a script (device resets included)."""
 
@@ -105,12 +135,12 @@ class ScriptedClient:
         self.timeout = 1.0
         self.crc = iter(crc_values)
 
-    def model(self):
+    def model(self, *, deadline):
         return "hdhomerun4_atsc"
 
     hwmodel = version = model
 
-    def tuner_debug(self, n):
+    def tuner_debug(self, n, *, deadline):
         return parse_tuner_debug(f"tun: ch=none lock=none ss=0 snq=0 seq=0\nts: bps=0 te=0 crc={next(self.crc)}\n")
 
     def close(self):
