@@ -14,7 +14,6 @@ import threading
 from dataclasses import field, make_dataclass
 from typing import Any, Mapping
 
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__
@@ -109,7 +108,6 @@ class App:
             readers.append(self.page.reader)
         self.pushes = push_exporters(exporters, environ, config.otlp_endpoint, config.otlp_protocol)
         readers.extend(p.reader for p in self.pushes)
-        self.push: PeriodicExportingMetricReader | None = next((p.reader for p in self.pushes if p.name == "otlp"), None)
         resource = resource or build_resource()
         self.provider = meter_provider(resource, readers)
         # With OTEL_SDK_DISABLED there are no collectors and no readers: nothing is ever read.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 
 import pytest
 import yaml
@@ -65,3 +66,52 @@ def classic_alert_tests() -> dict:
 @pytest.fixture(scope="session")
 def classic_dashboard() -> dict:
     return json.loads((MONITORING / "dashboard-classic.json").read_text())
+
+
+# ---------------------------------------------------------------------------- both variants, one test
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One naming variant's files and the names its queries are written against."""
+
+    name: str
+    alerts_file: str
+    alert_tests_file: str
+    dashboard_file: str
+    forecast: str  # how FilesystemPredictedFull's expression starts its predict_linear
+    cpu_by_mode: tuple[str, str]  # the CPU panel's metric and its grouping
+    hdhomerun_panels: tuple[tuple[str, str], ...]  # (panel title, metric) per device and tuner
+    device_matcher: str  # how a per-device panel selects the dashboard's $device
+    tuner_legend: tuple[str, ...]  # what such a panel's legend must name
+
+    def load(self, file: str):
+        text = (MONITORING / file).read_text()
+        return json.loads(text) if file.endswith(".json") else yaml.safe_load(text)
+
+
+VARIANTS = (
+    Variant("otel", "alerts.yml", "alerts_test.yml", "dashboard.json", "predict_linear(",
+            ("system_cpu_time_seconds_total", "by (cpu_mode)"),
+            (("Signal strength", "hdhomerun_tuner_signal_strength_ratio"),
+             ("Signal-to-noise", "hdhomerun_tuner_signal_to_noise_quality_ratio"),
+             ("Symbol quality", "hdhomerun_tuner_symbol_quality_ratio"),
+             ("Transport and CRC errors", "hdhomerun_tuner_crc_errors_total"),
+             ("Transport and CRC errors", "hdhomerun_tuner_transport_errors_total")),
+            'hdhomerun_device=~"$device"', ("{{hdhomerun_device}}", "{{hdhomerun_tuner}}")),
+    # /probe has no device label in classic mode: the instance names the device there.
+    Variant("classic", "alerts-classic.yml", "alerts-classic_test.yml", "dashboard-classic.json",
+            "predict_linear(node_filesystem_avail_bytes",
+            ("node_cpu_seconds_total", "by (mode)"),
+            (("Signal strength", "hdhomerun_tuner_signal_strength_ratio"),
+             ("Signal-to-noise", "hdhomerun_tuner_signal_to_noise_ratio"),
+             ("Symbol quality", "hdhomerun_tuner_symbol_error_ratio"),
+             ("Transport and CRC errors", "hdhomerun_tuner_crc_errors_total"),
+             ("Transport and CRC errors", "hdhomerun_tuner_transport_errors_total")),
+            'device=~"$device"', ("{{instance}}", "{{device}}", "{{tuner}}")),
+)
+
+
+@pytest.fixture(params=VARIANTS, ids=[v.name for v in VARIANTS])
+def variant(request) -> Variant:
+    return request.param

@@ -13,15 +13,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from otel_bare_metal.collectors.filesystem.source import (
-    BUSY,
-    HUNG,
-    FilesystemStat,
-    FilesystemUsage,
-    MountFilter,
-    StatfsResult,
-    StatfsWatchdog,
-)
+from otel_bare_metal.collectors.filesystem.source import FilesystemStat, MountFilter, StatfsResult, StatfsWatchdog, usage
 from otel_bare_metal.procfs import Mount
 
 
@@ -64,14 +56,7 @@ class PsutilFilesystemSource:
             if self.filter.keep(mount):
                 mounts.append(mount)
         results = self.watchdog.stat_many([m.mountpoint for m in mounts])
-        usages = []
-        for mount in mounts:
-            r = results[mount.mountpoint]
-            if isinstance(r, StatfsResult):
-                usages.append(FilesystemUsage(mount=mount, size=r.blocks, free=r.bfree, avail=r.bavail,
-                                              files=r.files, files_free=r.ffree))
-            else:
-                usages.append(FilesystemUsage(mount=mount, error="timeout" if r in (HUNG, BUSY) else type(r).__name__, hung=r == HUNG))
+        usages = [usage(mount, results[mount.mountpoint]) for mount in mounts]
         return FilesystemStat(filesystems=usages)
 
     def close(self) -> None:

@@ -302,31 +302,26 @@ class FilesystemSource:
         mounts = select_mounts(table.mounts, self.filter.keep, self.rootfs)
         paths = [self.statfs_path(m.mountpoint) for m in mounts]
         results = self.watchdog.stat_many(paths)
-        usages = []
-        for mount, path in zip(mounts, paths):
-            result = results[path]
-            if isinstance(result, StatfsResult):
-                b = result.bsize
-                usages.append(
-                    FilesystemUsage(
-                        mount=mount,
-                        size=result.blocks * b,
-                        free=result.bfree * b,
-                        avail=result.bavail * b,
-                        files=result.files,
-                        files_free=result.ffree,
-                    )
-                )
-            elif result == HUNG:
-                usages.append(FilesystemUsage(mount=mount, error="timeout", hung=True))
-            elif result == BUSY:
-                usages.append(FilesystemUsage(mount=mount, error="timeout"))
-            else:
-                usages.append(FilesystemUsage(mount=mount, error=_describe(result)))
+        usages = [usage(mount, results[path]) for mount, path in zip(mounts, paths)]
         return FilesystemStat(filesystems=usages, errors=list(table.errors))
 
     def close(self) -> None:
         self.watchdog.close()
+
+
+def usage(mount: Mount, result: StatfsResult | BaseException | str) -> FilesystemUsage:
+    """One mount's figures from what the watchdog returned for it: bytes are blocks × block
+    size (as node_exporter computes them); a hung or unserved call is a timeout, an error its
+    errno name.  The one mapping, for the Linux source and the psutil fallback alike."""
+    if isinstance(result, StatfsResult):
+        b = result.bsize
+        return FilesystemUsage(mount=mount, size=result.blocks * b, free=result.bfree * b, avail=result.bavail * b,
+                               files=result.files, files_free=result.ffree)
+    if result == HUNG:
+        return FilesystemUsage(mount=mount, error="timeout", hung=True)
+    if result == BUSY:
+        return FilesystemUsage(mount=mount, error="timeout")
+    return FilesystemUsage(mount=mount, error=_describe(result))
 
 
 def _describe(error: object) -> str:

@@ -50,11 +50,6 @@ _warn = RateLimitedLog(log)
 MAX_TARGETS = limits.PROBE_DEVICES
 
 
-def probe_key(target: str) -> str:
-    """The cache key of a probe target: one key, one Device, one connection."""
-    return target
-
-
 class _RenderingProbe:
     """What the probe instruments observe: the reading of the probe that the calling thread is
     rendering (the SDK runs observable callbacks on the collecting thread).  It stands in for
@@ -111,11 +106,10 @@ class ProbeTargets:
 
     def get(self, target: str) -> ProbeTarget:
         """The target's handle, with its cached Device (a new one if it is not cached)."""
-        key = probe_key(target)
-        with self._lock:
-            device = self._devices.get(key)
+        with self._lock:  # the target is the allowlist's canonical ip:port: one key, one Device, one connection
+            device = self._devices.get(target)
             if device is None:
-                device = self._devices.put(key, self._device_factory(target, self.timeout))
+                device = self._devices.put(target, self._device_factory(target, self.timeout))
             evicted, self._evicted = self._evicted, []
         for old in evicted:
             old.close()
