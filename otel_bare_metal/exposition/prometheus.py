@@ -248,12 +248,12 @@ class PrometheusPage:
 
     def __init__(self, scope_labels: bool = False, target_info: bool = True, metrics: Iterable[Metric] = ()):
         self._fast = None if scope_labels else TextEncoder(target_info)
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.client_registry = CollectorRegistry(auto_describe=False)  # prometheus_client's, for the stock encoders
         self.reader = _RenamingReader(
             prometheus_renames(metrics),
             disable_target_info=not target_info,
             scope_info_enabled=scope_labels,
-            registry=self.registry,
+            registry=self.client_registry,
             cardinality_limits=CARDINALITY_LIMITS,
         )
         self._lock = threading.Lock()
@@ -315,7 +315,7 @@ class PrometheusPage:
             finally:
                 self.reader.capture = False
             return self._fast.encode(data, openmetrics=fast == "openmetrics")
-        return encoder(self.registry)
+        return encoder(self.client_registry)
 
     def shutdown(self) -> None:
         self.reader.shutdown()

@@ -21,13 +21,13 @@ NAMINGS = ("otel", "classic")
 
 def instrument(
     meter: Meter,
-    collectors: list[SourceWorker],
+    workers: list[SourceWorker],
     self_monitoring: bool = True,
     naming: str = "otel",
     drop_attributes: frozenset[str] = frozenset(),
     registry=None,
 ) -> Collection:
-    """Register the instruments of the given collectors on ``meter`` (and, unless told not
+    """Register the instruments of the given workers' collectors on ``meter`` (and, unless told not
     to, the per-collector self-monitoring), named the OpenTelemetry way or the classic way.
     Each collector's observers and definitions come from its spec in the collector registry
     (``otel_bare_metal.registry``; ValueError when they disagree).  ``drop_attributes`` applies
@@ -41,14 +41,14 @@ def instrument(
         registry = default_registry()
     observers: dict[Metric, Observer] = {}
     definitions: list[Metric] = []
-    for c in collectors:
+    for c in workers:
         spec = registry.get(c.name)
         observers.update(c.bind(spec.observers(c).observers()))
         definitions.extend(spec.metrics)
     if self_monitoring:  # last: their callbacks run after every other one, so success counts observer failures too
-        observers.update(self_monitoring_observers(collectors))
+        observers.update(self_monitoring_observers(workers))
         definitions.extend(SELF_MONITORING)
-    collection = Collection(collectors)
+    collection = Collection(workers)
     if naming == "classic":
         check_bound(definitions, observers)
         definitions, observers = classic_table(observers, definitions, drop_attributes)

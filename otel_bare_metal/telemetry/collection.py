@@ -217,17 +217,17 @@ class SourceWorker:
 
 
 class Collection:
-    """The collectors of one MeterProvider and the deadlines of the collections waiting on it."""
+    """The source workers of one MeterProvider and the deadlines of the collections waiting on it."""
 
-    def __init__(self, collectors: list[SourceWorker], clock: Callable[[], float] = time.monotonic,
+    def __init__(self, workers: list[SourceWorker], clock: Callable[[], float] = time.monotonic,
                  stuck_after: float = STUCK_AFTER):
-        self.collectors = collectors
+        self.workers = workers
         self.metrics: list[Metric] = []  # the rows registered for this collection (``register``)
         self.stuck_after = stuck_after
         self._clock = clock
         self._cond = threading.Condition()
         self._scrapes: dict[int, tuple[float, float]] = {}  # thread id → (registered at, deadline)
-        for c in collectors:
+        for c in workers:
             c._notify = self._wake
 
     def _wake(self) -> None:
@@ -266,7 +266,7 @@ class Collection:
             fallback_deadline = now + DEFAULT_SCRAPE_TIMEOUT
         with self._cond:
             first = self._deadline(fallback_deadline)
-        reads = [(c, c.start(first)) for c in self.collectors]
+        reads = [(c, c.start(first)) for c in self.workers]
         with self._cond:
             while True:
                 now = self._clock()
@@ -283,7 +283,7 @@ class Collection:
     def stuck(self) -> list[tuple[str, float]]:
         """(collector, seconds) of every read running longer than ``stuck_after``."""
         now = self._clock()
-        return [(c.name, s) for c in self.collectors if (s := c.in_flight_for(now)) > self.stuck_after]
+        return [(c.name, s) for c in self.workers if (s := c.in_flight_for(now)) > self.stuck_after]
 
 
 Observer = Callable[[], Iterable[Observation]]
@@ -304,12 +304,12 @@ SUCCESS = Metric(
 SELF_MONITORING: tuple[Metric, ...] = (DURATION, SUCCESS)
 
 
-def self_monitoring_observers(collectors: list[SourceWorker]) -> dict[Metric, Observer]:
+def self_monitoring_observers(workers: list[SourceWorker]) -> dict[Metric, Observer]:
     def duration() -> Iterable[Observation]:
-        return [Observation(c.duration, c.attributes) for c in collectors]
+        return [Observation(c.duration, c.attributes) for c in workers]
 
     def success() -> Iterable[Observation]:
-        return [Observation(1 if c.success else 0, c.attributes) for c in collectors]
+        return [Observation(1 if c.success else 0, c.attributes) for c in workers]
 
     return {DURATION: duration, SUCCESS: success}
 
@@ -317,7 +317,7 @@ def self_monitoring_observers(collectors: list[SourceWorker]) -> dict[Metric, Ob
 def register(
     meter: Meter,
     observers: dict[Metric, Observer],
-    collectors: list[SourceWorker] | Collection,
+    workers: list[SourceWorker] | Collection,
     definitions: Iterable[Metric],
 ) -> list[Metric]:
     """Create one observable instrument per definition, in their order; the first one runs the
@@ -325,7 +325,7 @@ def register(
     no definition: a metric must never vanish quietly."""
     definitions = list(definitions)
     check_bound(definitions, observers)
-    collection = collectors if isinstance(collectors, Collection) else Collection(collectors)
+    collection = workers if isinstance(workers, Collection) else Collection(workers)
     created = []
     for d in definitions:
         observe = observers[d]

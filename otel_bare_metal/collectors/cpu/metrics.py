@@ -55,8 +55,8 @@ METRICS: tuple[Metric, ...] = (TIME, GUEST_TIME, LOGICAL_COUNT)
 
 
 class CPUObservers:
-    def __init__(self, collector: SourceWorker):
-        self._collector = collector
+    def __init__(self, worker: SourceWorker):
+        self._worker = worker
         self._attrs: dict[tuple[int, str], dict[str, object]] = {}
 
     def _a(self, cpu: int, mode: str) -> dict[str, object]:
@@ -67,7 +67,7 @@ class CPUObservers:
         return attrs
 
     def _stat(self) -> CPUStat | None:
-        return self._collector.result
+        return self._worker.result
 
     def time(self) -> Iterable[Observation]:
         stat = self._stat()

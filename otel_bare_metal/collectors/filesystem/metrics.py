@@ -90,8 +90,8 @@ def printable(text: str) -> str:
 
 
 class FilesystemObservers:
-    def __init__(self, collector: SourceWorker):
-        self._collector = collector
+    def __init__(self, worker: SourceWorker):
+        self._worker = worker
         # mounts come and go: the cache is bounded
         self._attrs: limits.BoundedCache[tuple, dict[str, str]] = limits.BoundedCache(limits.ATTRIBUTE_SETS, lru=False)
 
@@ -112,11 +112,11 @@ class FilesystemObservers:
         return attrs
 
     def _ok(self) -> list[FilesystemUsage]:
-        stat: FilesystemStat | None = self._collector.result
+        stat: FilesystemStat | None = self._worker.result
         return [] if stat is None else [fs for fs in stat.filesystems if fs.error is None]
 
     def _all(self) -> list[FilesystemUsage]:
-        stat: FilesystemStat | None = self._collector.result
+        stat: FilesystemStat | None = self._worker.result
         return [] if stat is None else stat.filesystems
 
     def usage(self) -> Iterable[Observation]:

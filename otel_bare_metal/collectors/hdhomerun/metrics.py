@@ -119,11 +119,11 @@ METRICS: tuple[Metric, ...] = (
 
 
 class HDHomeRunObservers:
-    def __init__(self, collector: SourceWorker):
-        self._collector = collector
+    def __init__(self, worker: SourceWorker):
+        self._worker = worker
 
     def _devices(self) -> list[DeviceReading]:
-        fleet: FleetReading | None = self._collector.result
+        fleet: FleetReading | None = self._worker.result
         return [] if fleet is None else fleet.devices
 
     def _tuners(self):
