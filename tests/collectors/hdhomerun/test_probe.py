@@ -55,7 +55,7 @@ def recorded():
 
 
 class OneDevice:
-    """One device as a collector's source: how /probe collected before the shared provider."""
+    """One device as a worker's source: the reference a probe's output is compared with."""
 
     def __init__(self, device):
         self.device = device
@@ -65,7 +65,8 @@ class OneDevice:
 
 
 def reference_render(device, naming, accept):
-    """The pre-pool design: a MeterProvider, reader and instruments of the target's own."""
+    """The reference: a MeterProvider, reader and instruments of the target's own, through the
+    same path a configured device takes (instrument, a page on its collection)."""
     collector = SourceWorker("hdhomerun", OneDevice(device))
     page = PrometheusPage(target_info=False)
     provider = meter_provider(build_resource({}), [page.reader])
