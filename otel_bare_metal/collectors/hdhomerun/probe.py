@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any, Callable, Mapping
 
 from opentelemetry.sdk.resources import Resource
