@@ -58,7 +58,9 @@ STUCK_AFTER = 60.0
 
 
 class Source(Protocol):
-    def read(self) -> Any: ...
+    """What a collector's source factory returns: ``read()``, optionally ``read(deadline=...)``."""
+
+    def read(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class _Read:
@@ -326,7 +328,7 @@ def register(
     definitions = list(definitions)
     check_bound(definitions, observers)
     collection = workers if isinstance(workers, Collection) else Collection(workers)
-    created = []
+    created: list[Metric] = []
     for d in definitions:
         observe = observers[d]
         create = {
@@ -346,10 +348,13 @@ def check_bound(definitions: list[Metric], observers: dict[Metric, Observer]) ->
     ValueError naming them."""
     missing = sorted(d.name for d in set(definitions) - set(observers))
     unknown = sorted(getattr(m, "name", repr(m)) for m in set(observers) - set(definitions))
-    if missing or unknown:
-        raise ValueError("definitions and observers disagree: "
-                         + "; ".join(filter(None, [missing and f"no observer for {', '.join(missing)}",
-                                                  unknown and f"no definition for {', '.join(unknown)}"])))
+    problems = []
+    if missing:
+        problems.append(f"no observer for {', '.join(missing)}")
+    if unknown:
+        problems.append(f"no definition for {', '.join(unknown)}")
+    if problems:
+        raise ValueError("definitions and observers disagree: " + "; ".join(problems))
 
 
 def _collecting(collection: Collection, observe: Observer) -> Callable[[CallbackOptions], Iterable[Observation]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 
 class Kind(enum.Enum):
@@ -41,7 +41,7 @@ class Classic:
     description: str
     states: tuple[str, ...] = ()  # keep only these values of ``state_attribute``, summed (node free = free + reserved)
     state_attribute: str = ""
-    values: Mapping[str, Mapping[object, str]] = field(default_factory=_frozen)  # attribute → {ours: classic}
+    values: Mapping[str, Mapping[Any, str]] = field(default_factory=_frozen)  # attribute → {ours: classic}
     value_from: tuple[str, Mapping[str, float]] | None = None  # the value is this attribute, mapped
     kind: "Kind | None" = None  # when the classic exporter uses another kind (hdhomerun_exporter: all gauges)
     constant: Mapping[str, str] = field(default_factory=_frozen)  # labels with a fixed value

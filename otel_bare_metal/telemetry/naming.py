@@ -8,7 +8,7 @@ same MeterProvider, reading the same collection; only their names and labels dif
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 from opentelemetry.metrics import Observation
 
@@ -32,7 +32,7 @@ def classic_observer(classic: Classic, observe: Observer, drop: frozenset[str] =
     labels = [(attr, label, classic.values.get(attr)) for attr, label in classic.labels.items() if attr not in drop]
     states, state_attribute = set(classic.states), classic.state_attribute
     value_attr, value_map = classic.value_from if classic.value_from else (None, None)
-    cache: limits.BoundedCache[tuple, dict[str, object]] = limits.BoundedCache(limits.ATTRIBUTE_SETS, lru=False)
+    cache: limits.BoundedCache[tuple, dict[str, Any]] = limits.BoundedCache(limits.ATTRIBUTE_SETS, lru=False)
 
     def derived() -> Iterable[Observation]:
         groups: dict[tuple, list] = {}
@@ -40,7 +40,7 @@ def classic_observer(classic: Classic, observe: Observer, drop: frozenset[str] =
             attrs = obs.attributes or {}
             if states and attrs.get(state_attribute) not in states:
                 continue
-            value = value_map[attrs[value_attr]] if value_attr else obs.value
+            value = value_map[str(attrs[value_attr])] if value_attr and value_map is not None else obs.value
             key = tuple(attrs.get(attr) for attr, _, _ in labels)
             group = groups.get(key)
             if group is None:

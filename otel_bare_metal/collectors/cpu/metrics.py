@@ -57,9 +57,9 @@ METRICS: tuple[Metric, ...] = (TIME, GUEST_TIME, LOGICAL_COUNT)
 class CPUObservers:
     def __init__(self, worker: SourceWorker):
         self._worker = worker
-        self._attrs: dict[tuple[int, str], dict[str, object]] = {}
+        self._attrs: dict[tuple[int, str], dict[str, int | str]] = {}
 
-    def _a(self, cpu: int, mode: str) -> dict[str, object]:
+    def _a(self, cpu: int, mode: str) -> dict[str, int | str]:
         key = (cpu, mode)
         attrs = self._attrs.get(key)
         if attrs is None:

@@ -93,9 +93,9 @@ class FilesystemObservers:
     def __init__(self, worker: SourceWorker):
         self._worker = worker
         # mounts come and go: the cache is bounded
-        self._attrs: limits.BoundedCache[tuple, dict[str, str]] = limits.BoundedCache(limits.ATTRIBUTE_SETS, lru=False)
+        self._attrs: limits.BoundedCache[tuple, dict[str, str | int]] = limits.BoundedCache(limits.ATTRIBUTE_SETS, lru=False)
 
-    def _a(self, fs: FilesystemUsage, state: str | None = None) -> dict[str, str]:
+    def _a(self, fs: FilesystemUsage, state: str | None = None) -> dict[str, str | int]:
         m = fs.mount
         key = (m.device, m.mountpoint, m.fstype, m.readonly, state)
         attrs = self._attrs.get(key)

@@ -69,8 +69,8 @@ class StatfsResult:
     blocks: int
     bfree: int
     bavail: int
-    files: int
-    ffree: int
+    files: int | None  # None where the platform has no inode counts (psutil on Windows)
+    ffree: int | None
 
 
 def os_statfs(path: str) -> StatfsResult:

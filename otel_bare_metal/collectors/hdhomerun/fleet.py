@@ -232,7 +232,7 @@ class Device:
 
     def _totalled(self, tuner: int, debug: TunerDebug) -> TunerDebug:
         """``debug`` with every counter replaced by its running total (never backwards)."""
-        changes = {}
+        changes: dict[str, dict[str, int]] = {}
         for section_name, name in COUNTERS:
             section = getattr(debug, section_name)
             raw = getattr(section, name, None) if section is not None else None
@@ -313,7 +313,7 @@ class Fleet:
                     st.running = future = self._pool.submit(d.read, end, False)
                     futures[future] = d
         for future, d in futures.items():
-            future.add_done_callback(lambda f, d=d: self._finished(d, f))
+            future.add_done_callback(partial(self._finished, d))
         wait(futures, timeout=remaining(end, self._clock()) + HANDOVER)
         for future, d in futures.items():
             if future.done() and not future.cancelled():
@@ -352,7 +352,7 @@ class Fleet:
                         continue
                     if st.retry_at <= now:
                         st.running = future = self._pool.submit(d.read, None, True)
-                        future.add_done_callback(lambda f, d=d: self._finished(d, f))
+                        future.add_done_callback(partial(self._finished, d))
                     else:
                         next_at = min(next_at, st.retry_at)
                 self._cond.wait(None if next_at == math.inf else next_at - now)
