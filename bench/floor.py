@@ -42,7 +42,8 @@ def _providers(procfs: str, rootfs: str):
     from opentelemetry.sdk.metrics.export import Gauge, InMemoryMetricReader, Sum
     from opentelemetry.sdk.resources import Resource
 
-    from otel_bare_metal.app import Config, build_collectors
+    from otel_bare_metal.app import build_collectors
+    from otel_bare_metal.config import Config
     from otel_bare_metal.exposition.prometheus import CARDINALITY_LIMITS
     from otel_bare_metal.telemetry import instrument
     from otel_bare_metal.telemetry.provider import meter_provider

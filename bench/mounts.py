@@ -63,7 +63,9 @@ def write_tree(base: Path, mounts: int, shape: str = "distinct") -> Path:
 
 def child(mounts: int, shape: str) -> dict:
     """Run in the child: the measurements for one mount count."""
-    from otel_bare_metal.app import App, Config
+    from otel_bare_metal.app import App
+    from otel_bare_metal.collectors.filesystem import FilesystemOptions
+    from otel_bare_metal.config import Config
     from otel_bare_metal.collectors.filesystem.source import FilesystemSource, StatfsResult, StatfsWatchdog, select_mounts
     from otel_bare_metal.procfs import read_mountinfo
     from otel_bare_metal.telemetry import SourceWorker
@@ -96,9 +98,9 @@ def child(mounts: int, shape: str) -> dict:
         source.close()
 
         config = Config(listen_address="127.0.0.1:0", collectors={"filesystem": True, "cpu": False},
-                        procfs=procfs, mount_timeout=MOUNT_TIMEOUT)
+                        procfs=procfs, options={"filesystem": FilesystemOptions(mount_timeout=MOUNT_TIMEOUT)})
         fs = FilesystemSource(procfs=procfs, watchdog=StatfsWatchdog(statfs, timeout=MOUNT_TIMEOUT))
-        exporter = App(config, resource=build_resource({}), collectors=[SourceWorker("filesystem", fs)], environ={})
+        exporter = App(config, resource=build_resource({}), collectors=[SourceWorker("filesystem", fs)])
         try:
             renders = []
             for _ in range(2):

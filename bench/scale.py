@@ -233,7 +233,8 @@ def breakdown(cpus: int = 256, mounts: int = 200, n: int = 15) -> dict:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from otel_bare_metal._otel_compat import translate_to_prometheus
-    from otel_bare_metal.app import App, Config
+    from otel_bare_metal.app import App
+    from otel_bare_metal.config import Config
 
     def med(fn) -> float:
         times = []

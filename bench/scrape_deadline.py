@@ -96,7 +96,8 @@ def slow_link(scrapes: int) -> list[dict]:
 
 
 def hang(scrapes: int) -> dict:
-    from otel_bare_metal.app import App, Config
+    from otel_bare_metal.app import App
+    from otel_bare_metal.config import Config
     from otel_bare_metal.collectors.filesystem.source import FilesystemSource, StatfsWatchdog
     from otel_bare_metal.procfs import read_mountinfo
     from otel_bare_metal.telemetry import SourceWorker
@@ -114,8 +115,7 @@ def hang(scrapes: int) -> dict:
         for name, read_mounts in (("yardstick", read_mountinfo), ("hung", blocked_mounts)):
             collectors = [SourceWorker("cpu", ProcfsCPUSource()),
                           SourceWorker("filesystem", FilesystemSource(watchdog=StatfsWatchdog(timeout=5.0), read_mounts=read_mounts))]
-            exporter = App(Config(listen_address="127.0.0.1:0"), resource=build_resource({}), collectors=collectors,
-                                environ={}).start()
+            exporter = App(Config(listen_address="127.0.0.1:0"), resource=build_resource({}), collectors=collectors).start()
             try:
                 times = [scrape(exporter.server.port, {"X-Prometheus-Scrape-Timeout-Seconds": "2"})[0] for _ in range(scrapes)]
             finally:

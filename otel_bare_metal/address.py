@@ -63,3 +63,25 @@ def _check_ipv6(host: str, message: str) -> None:
         ipaddress.IPv6Address(host.split("%", 1)[0])
     except ValueError:
         raise ValueError(message) from None
+
+
+class ListenAddress(str):
+    """A listen address as given (``:9464``, ``127.0.0.1:9464``, ``[::1]:9464``), parsed once:
+    ``host`` ("" for every interface) and ``port`` (0: the OS picks one)."""
+
+    host: str
+    port: int
+
+    def __new__(cls, text: str) -> "ListenAddress":
+        try:
+            host, port = parse_host_port(text, None, allow_empty_host=True, allow_port_zero=True)
+        except ValueError as e:
+            raise ValueError(f"invalid listen address {text!r}: want HOST:PORT, :PORT or [IPv6]:PORT ({e})") from None
+        self = super().__new__(cls, text.strip())
+        self.host, self.port = host, port
+        return self
+
+
+def parse_listen_address(address: str) -> ListenAddress:
+    """``host:port``, ``:port`` (all interfaces) or ``[v6]:port``; a ``ListenAddress`` is returned as is."""
+    return address if isinstance(address, ListenAddress) else ListenAddress(address)

@@ -6,26 +6,21 @@ fixture trees and an ephemeral port; the command line builds one from flags.
 
 from __future__ import annotations
 
-import copy
 import logging
-import os
-import sys
 import threading
-from dataclasses import field, make_dataclass
-from typing import Any, Mapping
 
 from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__
 from otel_bare_metal._otel_compat import export_timeout_millis
+from otel_bare_metal.config import Config
 from otel_bare_metal.exposition.http import HTTPServer, Limits, Request, Response, healthz, landing_page
 from otel_bare_metal.exposition.otlp import push_exporters
 from otel_bare_metal.exposition.webconfig import WebConfigWatcher
 from otel_bare_metal.deadline import SCRAPE_TIMEOUT_HEADER, scrape_deadline
 from otel_bare_metal.exposition.prometheus import PageUnavailable, PrometheusPage
-from otel_bare_metal.registry import Paths, Registry, Route, RouteContext, registry
+from otel_bare_metal.registry import Registry, Route, RouteContext, registry as default_registry
 from otel_bare_metal.telemetry import SourceWorker, instrument
-from otel_bare_metal.telemetry.collection import STUCK_AFTER
 from otel_bare_metal.telemetry.provider import meter_provider
 from otel_bare_metal.logutil import fields as log_fields
 from otel_bare_metal.telemetry.resource import build_resource
@@ -35,45 +30,17 @@ log = logging.getLogger(__name__)
 SCOPE = "otel_bare_metal"
 
 
-def _config_class(reg: Registry) -> type:
-    """``Config``: one field per flag row (``cli.SERVE_FLAGS`` and every collector's own flags,
-    named by ``Flag.name``, defaulting to the flag's default), plus the fields no flag sets alone."""
-    from otel_bare_metal.cli import SERVE_FLAGS
-
-    rows = list(SERVE_FLAGS) + reg.flags()
-    enabled = {s.name: s.default_enabled for s in reg.specs}
-    fields = [(row.name, Any, field(default_factory=lambda d=row.default: copy.copy(d))) for row in rows]
-    fields += [
-        ("collectors", dict, field(default_factory=lambda: dict(enabled))),  # collector name → on
-        ("platform", str, field(default=sys.platform)),
-        ("stuck_after", float, field(default=STUCK_AFTER)),  # /healthz answers 503 while a source read runs longer
-        ("exporters", set, field(default_factory=lambda: {"prometheus"})),  # see exposition/otelenv.metrics_exporters
-        ("sdk_disabled", bool, field(default=False)),  # OTEL_SDK_DISABLED=true: nothing read or exported
-    ]
-
-    def paths(self) -> Paths:
-        return Paths(self.procfs, self.sysfs, self.rootfs, self.platform)
-
-    cls = make_dataclass("Config", fields, namespace={"paths": paths, "__module__": __name__})
-    cls.__doc__ = "Everything an App is built from; fields: " + ", ".join(name for name, *_ in fields) + "."
-    return cls
-
-
-Config = _config_class(registry())
-
-
-def build_collectors(config, reg: Registry | None = None) -> list[SourceWorker]:
+def build_collectors(config: Config, reg: Registry | None = None) -> list[SourceWorker]:
     """One SourceWorker per enabled collector that has something to collect, in registry order.
     A plugin whose source factory raises is logged and left out; the others still run."""
-    reg = reg or registry()
+    reg = reg or default_registry()
     collectors = []
     paths = config.paths()
-    values = vars(config)
     for spec in reg.specs:
-        if not config.collectors.get(spec.name):
+        if not config.enabled(spec):
             continue
         try:
-            source = spec.source(paths, spec.options(values))
+            source = spec.source(paths, config.options_for(spec))
         except Exception:
             if not spec.plugin:
                 raise
@@ -89,26 +56,26 @@ class App:
 
     def __init__(
         self,
-        config,
+        config: Config,
         resource: Resource | None = None,
         collectors: list[SourceWorker] | None = None,
-        environ: Mapping[str, str] | None = None,
+        registry: Registry | None = None,
     ):
         self.config = config
-        environ = os.environ if environ is None else environ
+        reg = registry or default_registry()
         if config.sdk_disabled:  # nothing is read, nothing is exported
             self.collectors = []
         else:
-            self.collectors = build_collectors(config) if collectors is None else collectors
+            self.collectors = build_collectors(config, reg) if collectors is None else collectors
         exporters = set() if config.sdk_disabled else set(config.exporters)
         readers = []
         self.page: PrometheusPage | None = None
         if "prometheus" in exporters:
             self.page = PrometheusPage(scope_labels=config.scope_labels and config.naming == "otel")
             readers.append(self.page.reader)
-        self.pushes = push_exporters(exporters, environ, config.otlp_endpoint, config.otlp_protocol)
+        self.pushes = push_exporters(exporters, config.otlp_protocol, config.otlp_endpoint)
         readers.extend(p.reader for p in self.pushes)
-        resource = resource or build_resource()
+        resource = resource or config.resource or build_resource({})
         self.provider = meter_provider(resource, readers)
         # With OTEL_SDK_DISABLED there are no collectors and no readers: nothing is ever read.
         self.collection = instrument(self.provider.get_meter(SCOPE, __version__), self.collectors, naming=config.naming)
@@ -117,9 +84,9 @@ class App:
             self.page.collection = self.collection
         # Routes the collectors' specs hand over (served beside /metrics, whether they run or not).
         self.collector_routes: dict[str, Route] = {}
-        for spec in registry().specs:
+        for spec in reg.specs:
             if spec.routes is not None:
-                context = RouteContext(spec.options(vars(config)), resource, config.naming, PrometheusPage)
+                context = RouteContext(config.options_for(spec), resource, config.naming, PrometheusPage)
                 self.collector_routes.update((route.path, route) for route in spec.routes(context))
         self.server: HTTPServer | None = None
 

@@ -5,8 +5,9 @@ source, the class that maps the source's records to observations, its rows of th
 table, its own flags and the prose of its ``docs/metrics.md`` section.  From the specs come:
 
 * the command line: ``--[no-]collector.<name>`` for each, ``--collector.disable-defaults``, and
-  each spec's own flags, every one also read from ``OTEL_BARE_METAL_<FLAG>`` (``cli.py``);
-* ``app.Config``: one field per flag row (``Flag.field``) plus ``collectors`` (name → enabled);
+  each spec's own flags, every one also read from ``OTEL_BARE_METAL_<FLAG>`` (``config.load``);
+* in ``config.Config``: ``collectors`` (name → enabled) and ``options`` (name → the collector's
+  options object, built from its flags);
 * the collectors an ``App`` runs and the observers it registers (``app.build_collectors``,
   ``telemetry.instrument``);
 * the sections of ``docs/metrics.md`` (``docgen.py``).
@@ -19,6 +20,7 @@ not declare a valid spec is skipped and its problem logged; the exporter still s
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import logging
@@ -27,6 +29,7 @@ import re
 import sys
 from dataclasses import dataclass, field, replace
 from importlib import metadata
+from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
 log = logging.getLogger(__name__)
@@ -41,24 +44,57 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").upper().replace(".", "_").replace("-", "_")
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
 def positive_seconds(text: str) -> float:
-    """A number of seconds > 0; a trailing ``s`` is allowed (``2.5s``)."""
+    """A duration > 0 in seconds: a number of seconds (``2.5``) or a Go duration as node_exporter's
+    flags take it (``2.5s``, ``500ms``, ``1m30s``)."""
+    raw = text.strip()
     try:
-        value = float(text.rstrip("s"))
+        value = float(raw)
     except ValueError:
-        raise ValueError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"must be positive: {text!r}")
+        value = _go_duration(raw)
+    if not 0 < value < float("inf"):
+        raise ValueError(f"must be a positive duration: {text!r}")
     return value
+
+
+def _go_duration(text: str) -> float:
+    pos, total = 0, 0.0
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if m is None:
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise ValueError(f"not a duration: {text!r} (want seconds: 2.5, 2.5s, 500ms, 1m)")
+    return total
+
+
+def boolean(text: str) -> bool:
+    """A boolean from the environment: true/false, 1/0, yes/no, on/off (any case)."""
+    value = text.strip().lower()
+    if value in ("1", "t", "true", "yes", "on"):
+        return True
+    if value in ("0", "f", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r} (want true or false)")
 
 
 @dataclass(frozen=True)
 class Flag:
-    """One command-line flag, also read from the environment (``env``), stored in ``Config.<field>``.
+    """One command-line flag, also read from the environment (``env``), stored in ``Config.<field>``
+    (an exporter-wide flag) or in its collector's options (a collector's flag).
 
-    The default's type picks the flag's shape: ``bool`` → ``--[no-]flag``; ``list`` → repeatable
-    (the environment gives a comma-separated list); ``float`` → a positive number of seconds;
-    anything else → a string (``parse`` converts and validates it, raising ValueError).
+    The default's type picks the flag's shape: ``bool`` → ``--[no-]flag``; ``list`` or ``tuple`` →
+    repeatable (the environment gives a comma-separated list); ``float`` → a positive duration in
+    seconds; anything else → a string.  ``parse`` converts and validates one value (raising
+    ValueError); ``choices`` are matched in any case.  The environment's value goes through exactly
+    the same ``convert`` as the command line's.  ``aliases`` are deprecated spellings: still
+    accepted, with a warning naming the current one.
     """
 
     flag: str
@@ -67,6 +103,9 @@ class Flag:
     field: str = ""  # Config attribute; default: the flag without dashes, ``.`` and ``-`` → ``_``
     parse: Callable[[str], Any] | None = None
     choices: tuple[str, ...] | None = None
+    metavar: str = ""
+    aliases: tuple[str, ...] = ()
+    default_text: str = ""  # how --help and the README show the default, when not the value itself
 
     @property
     def name(self) -> str:
@@ -75,6 +114,73 @@ class Flag:
     @property
     def env(self) -> str:
         return env_name(self.flag)
+
+    @property
+    def is_bool(self) -> bool:
+        return isinstance(self.default, bool)
+
+    @property
+    def is_list(self) -> bool:
+        return isinstance(self.default, (list, tuple))
+
+    def convert(self, text: str) -> Any:
+        """One value as given on the command line or in the environment, validated; raises ValueError."""
+        if self.is_bool:
+            return boolean(text)
+        if self.choices is not None:
+            for choice in self.choices:
+                if text.strip().lower() == choice.lower():
+                    return choice
+            raise ValueError(f"{text!r} is not one of {', '.join(self.choices)}")
+        if self.parse is not None:
+            return self.parse(text)
+        if isinstance(self.default, float):
+            return positive_seconds(text)
+        return text
+
+    def shown_metavar(self) -> str:
+        if self.metavar:
+            return self.metavar
+        if self.choices:
+            return "{" + ",".join(self.choices) + "}"
+        if isinstance(self.default, float) or self.parse is positive_seconds:
+            return "DURATION"
+        return self.flag.rsplit(".", 1)[-1].lstrip("-").upper().replace("-", "_")
+
+    def shown_default(self) -> str:
+        """The default as ``--help`` and the README show it."""
+        if self.default_text:
+            return self.default_text
+        value = self.default
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, (list, tuple)):
+            return ",".join(map(str, value)) or "none"
+        if isinstance(value, float):
+            return f"{value:g}s"
+        return str(value) if value != "" else "none"
+
+
+OPTION_FLAG = "otel_bare_metal.flag"  # the dataclasses.field metadata key ``option`` sets
+
+
+def option(flag: str, default: Any, help: str, **kw: Any) -> Any:
+    """A field of a collector's options dataclass that is also its flag::
+
+        @dataclass(frozen=True)
+        class Options:
+            timeout: float = option("--collector.x.timeout", 2.5, "Seconds per read.")
+
+    The field's name becomes ``Flag.field``; a list default is stored as a tuple."""
+    if isinstance(default, list):
+        default = tuple(default)
+    return dataclasses.field(default=default, metadata={OPTION_FLAG: Flag(flag, default, help, **kw)})
+
+
+def option_flags(options: type) -> tuple[Flag, ...]:
+    """The flags an options dataclass declares with ``option``, in field order."""
+    return tuple(replace(f.metadata[OPTION_FLAG], field=f.name) for f in dataclasses.fields(options)
+                 if OPTION_FLAG in f.metadata)
 
 
 @dataclass(frozen=True)
@@ -88,7 +194,7 @@ class Paths:
     platform: str = sys.platform
 
 
-Options = Mapping[str, Any]  # a collector's own flag values, by Flag.name
+Options = Mapping[str, Any]  # a plugin's own flag values by Flag.name, when it declares no options type
 
 #: ``handler(query, accept, deadline) -> (status, body, content_type)``: the query parameters,
 #: the client's Accept header and the scrape's deadline (a ``time.monotonic()`` value, see
@@ -121,7 +227,7 @@ class RouteContext:
     makes a Prometheus page (a reader and its ``render(accept, budget)``) without the collector
     importing the exposition layer."""
 
-    options: Options
+    options: Any  # the collector's options object (CollectorSpec.options)
     resource: Any
     naming: str
     page: Callable[..., Any]
@@ -136,31 +242,54 @@ class CollectorSpec:
     is called with the ``telemetry.SourceWorker`` and returns an object whose ``observers()`` maps
     each row of ``metrics`` (the ``Metric`` object itself, not its name) to a function returning
     that instrument's observations from ``worker.result``; ``register`` refuses a row without
-    an observer and an observer without a row.  ``check(paths, options, enabled)`` validates flag values at start-up
-    (raise ValueError with a message naming the flag) and may normalise ``options`` in place.
+    an observer and an observer without a row.
+
+    A collector's flags, and the type of the ``options`` its ``source``, ``check`` and ``routes``
+    receive:
+
+    * ``options``: a frozen dataclass whose fields are declared with ``registry.option`` (each
+      field is one flag); ``source`` gets an instance of it.  Its flags are put in ``flags``.
+    * without ``options``, ``flags`` lists ``Flag`` rows and ``source`` gets a read-only mapping
+      of their values by ``Flag.name`` (how plugins declare flags; still supported).
+
+    ``check(paths, options, enabled)`` validates the values at start-up (raise ValueError with a
+    message naming the flag) and may return replacement options (normalised values); returning
+    None keeps them.
     """
 
     name: str
-    source: Callable[[Paths, Options], Any]
+    source: Callable[[Paths, Any], Any]
     observers: Callable[[Any], Any]
     metrics: tuple = ()  # telemetry.definitions.Metric rows, each with collector=name
     default_enabled: bool = True
     flags: tuple[Flag, ...] = ()
     title: str = ""  # the docs/metrics.md section heading; default: the name
     docs: str = ""  # Markdown under the section's table
-    check: Callable[[Paths, dict, bool], None] | None = None
+    check: Callable[[Paths, Any, bool], Any] | None = None
     routes: Callable[[RouteContext], list[Route]] | None = None  # HTTP routes it serves, enabled or not
     plugin: str = ""  # the distribution a plugin came from ("" for built-ins)
+    options: type | None = None  # a dataclass of ``option`` fields; see above
+
+    def __post_init__(self) -> None:
+        if self.options is not None:
+            declared = option_flags(self.options)
+            extra = tuple(f for f in self.flags if f.flag not in {d.flag for d in declared})
+            object.__setattr__(self, "flags", declared + extra)
 
     @property
     def enable_flag(self) -> Flag:
-        state = "on" if self.default_enabled else "off"
-        return Flag(f"--collector.{self.name}", self.default_enabled,
-                    f"Enable the {self.name} collector (default: {state}).", field=f"collector:{self.name}")
+        return Flag(f"--collector.{self.name}", self.default_enabled, f"Enable the {self.name} collector.",
+                    field=f"collector:{self.name}")
 
-    def options(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """This collector's own flag values out of all of them (a Config's or parsed flags')."""
-        return {f.name: values[f.name] for f in self.flags}
+    def make_options(self, values: Mapping[str, Any]) -> Any:
+        """This collector's options from its flags' values by ``Flag.name`` (missing ones: defaults)."""
+        given = {f.name: values[f.name] for f in self.flags if f.name in values}
+        if self.options is not None:
+            return self.options(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+        return MappingProxyType({f.name: given.get(f.name, f.default) for f in self.flags})
+
+    def default_options(self) -> Any:
+        return self.make_options({})
 
 
 def builtin_specs() -> list[CollectorSpec]:

@@ -4,7 +4,7 @@ collector's; an installed plugin's flags are documented by the plugin), and no o
 import re
 
 from helpers import ROOT
-from otel_bare_metal.cli import SERVE_FLAGS
+from otel_bare_metal.config import FLAGS
 from otel_bare_metal.registry import builtin_specs
 
 
@@ -21,7 +21,7 @@ def _table_flags() -> set[str]:
 
 def test_every_flag_is_in_the_readme_table():
     table = _table_flags()
-    rows = list(SERVE_FLAGS) + [row for spec in builtin_specs() for row in (spec.enable_flag, *spec.flags)]
+    rows = list(FLAGS) + [row for spec in builtin_specs() for row in (spec.enable_flag, *spec.flags)]
     taken = {row.flag for row in rows}
     assert not taken - table, f"README.md's flag table lacks {sorted(taken - table)}"
     assert not table - taken, f"README.md's flag table lists flags the command does not take: {sorted(table - taken)}"

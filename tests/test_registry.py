@@ -10,7 +10,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from helpers import FIXTURES
-from otel_bare_metal.cli import UsageError, config_from_args, serve_parser
+from otel_bare_metal.config import Config, ConfigError, load, parser
 from otel_bare_metal.registry import CollectorSpec, Flag, Registry, load_plugins, registry
 from otel_bare_metal.collectors.cpu.source import ProcfsCPUSource
 from otel_bare_metal.telemetry import SourceWorker, instrument, register
@@ -21,8 +21,7 @@ PROC = str(FIXTURES / "proc")
 
 
 def config(argv, environ=None):
-    environ = environ or {}
-    return config_from_args(serve_parser(environ).parse_args([f"--path.procfs={PROC}", *argv]), environ)
+    return load([f"--path.procfs={PROC}", *argv], environ or {}, registry())
 
 
 # ------------------------------------------------------------------ definitions bound to code
@@ -87,7 +86,7 @@ def test_an_observer_that_raises_fails_only_its_own_collector():
 
 
 def test_every_collector_has_an_enable_flag_and_an_environment_variable():
-    text = serve_parser({}).format_help()
+    text = parser(registry()).format_help()
     for spec in registry().specs:
         assert f"--collector.{spec.name}, --no-collector.{spec.name}" in text
         assert spec.enable_flag.env in text
@@ -110,12 +109,12 @@ def test_disable_defaults_keeps_only_what_was_asked_for():
 
 def test_collector_flags_land_in_config():
     c = config(["--collector.filesystem.mount-timeout=1.5", "--hdhomerun.device=127.0.0.1"])
-    assert c.mount_timeout == 1.5 and c.hdhomerun_devices == ["127.0.0.1"]
+    assert c.options["filesystem"].mount_timeout == 1.5 and c.options["hdhomerun"].devices == ("127.0.0.1",)
     assert c.paths().procfs == PROC
 
 
 def test_a_bad_collector_flag_is_a_usage_error():
-    with pytest.raises(UsageError, match="mount-points-exclude"):
+    with pytest.raises(ConfigError, match="mount-points-exclude"):
         config(["--collector.filesystem.mount-points-exclude=("])
 
 
@@ -170,7 +169,7 @@ def test_broken_plugins_are_skipped_with_a_reason_and_good_ones_kept():
 
 
 def test_a_plugin_whose_source_factory_raises_is_left_out(caplog):
-    from otel_bare_metal.app import Config, build_collectors
+    from otel_bare_metal.app import build_collectors
 
     def broken(paths, options):
         raise OSError("no such sensor")

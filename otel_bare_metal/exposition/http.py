@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
-from otel_bare_metal.address import parse_host_port
+from otel_bare_metal.address import parse_listen_address
 from otel_bare_metal.exposition.webconfig import UNAUTHORIZED_HEADERS, WebConfigWatcher, check_client_sans
 
 log = logging.getLogger(__name__)
@@ -90,14 +90,6 @@ class Limits:
     max_header_bytes: int = 32 * 1024  # request line + headers
     accept_burst: int = 64  # connections accepted per listener per wake-up, so no listener starves the rest
     requests_per_thread: int = 100  # back-to-back requests one thread serves before the front takes over again
-
-
-def parse_listen_address(address: str) -> tuple[str, int]:
-    """``host:port``, ``:port`` (all interfaces) or ``[v6]:port`` → (host, port)."""
-    try:
-        return parse_host_port(address, None, allow_empty_host=True, allow_port_zero=True)
-    except ValueError as e:
-        raise ValueError(f"invalid listen address {address!r}: want HOST:PORT, :PORT or [IPv6]:PORT ({e})") from None
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -171,7 +163,8 @@ def _ipv6_works() -> bool:
 
 
 def _listen(address: str) -> socket.socket:
-    host, port = parse_listen_address(address)
+    parsed = parse_listen_address(address)
+    host, port = parsed.host, parsed.port
     family, bind_host = _family(host)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -299,11 +292,10 @@ class HTTPServer:
         limits: Limits = Limits(),
         scrape_paths: Iterable[str] = (),
     ):
-        self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
+        # Each is parsed here unless it already is a ListenAddress (config.load parsed it).
+        self.addresses = [parse_listen_address(a) for a in ([addresses] if isinstance(addresses, str) else addresses)]
         if not self.addresses:
             raise ValueError("no listen address")
-        for address in self.addresses:
-            parse_listen_address(address)
         self.routes = dict(routes)
         self.web_config = web_config
         self.scrape_paths = frozenset(scrape_paths)

@@ -120,9 +120,9 @@ def _every(reader: PeriodicExportingMetricReader) -> str:
     return f"{export_interval_millis(reader) / 1000:g}s"
 
 
-def otlp_push(environ: Mapping[str, str], endpoint_flag: str = "", protocol_flag: str = "") -> Push:
-    proto = protocol(environ, protocol_flag)
-    endpoint = otlp_endpoint(environ, proto, endpoint_flag)
+def otlp_push(proto: str = "http/protobuf", endpoint: str = "") -> Push:
+    """OTLP to ``endpoint`` (resolved by ``config.load``; "" is the specification's default)."""
+    endpoint = endpoint or otlp_endpoint({}, proto)
     reader = PeriodicExportingMetricReader(build_exporter(proto, endpoint), cardinality_limits=CARDINALITY_LIMITS)
     return Push("otlp", reader, f"{proto} {redact(endpoint)} every {_every(reader)}")
 
@@ -136,10 +136,10 @@ def console_push(stream=None) -> Push:
     return Push("console", reader, f"stdout every {_every(reader)}")
 
 
-def push_exporters(exporters, environ: Mapping[str, str], endpoint_flag: str = "", protocol_flag: str = "") -> list[Push]:
+def push_exporters(exporters, proto: str = "http/protobuf", endpoint: str = "") -> list[Push]:
     pushes = []
     if "otlp" in exporters:
-        pushes.append(otlp_push(environ, endpoint_flag, protocol_flag))
+        pushes.append(otlp_push(proto, endpoint))
     if "console" in exporters:
         pushes.append(console_push())
     return pushes

@@ -12,7 +12,7 @@ import pytest
 
 from chart_support import SCENARIOS
 
-from otel_bare_metal.cli import enabled_collectors, serve_parser
+from otel_bare_metal.config import flag_values
 from otel_bare_metal.registry import registry
 
 
@@ -29,10 +29,10 @@ def container_environ(rendered, workload) -> dict[str, str]:
     return env
 
 
-def collectors_of(rendered, workload) -> set[str]:
+def collectors_of(rendered, workload, reg=None) -> set[str]:
     (container,) = workload["spec"]["template"]["spec"]["containers"]
-    args = serve_parser(container_environ(rendered, workload)).parse_args(container["args"])
-    return {name for name, on in enabled_collectors(args).items() if on}
+    values = flag_values(container["args"], container_environ(rendered, workload), reg or registry())
+    return {name for name, on in values["collectors"].items() if on}
 
 
 HDHOMERUN_SCENARIOS = [s for s in SCENARIOS if "hdhomerun" in s]
@@ -44,19 +44,17 @@ def test_hdhomerun_deployment_runs_only_the_hdhomerun_collector(rendered_scenari
     assert collectors_of(rendered_scenarios[scenario], deploy) == {"hdhomerun"}
 
 
-def test_a_new_collector_stays_out_of_the_hdhomerun_deployment(rendered_scenarios, monkeypatch):
+def test_a_new_collector_stays_out_of_the_hdhomerun_deployment(rendered_scenarios):
     """What the Deployment's flags mean with one more (default-on) collector registered."""
     from dataclasses import replace
 
-    import otel_bare_metal.cli as cli
     from otel_bare_metal.registry import Registry
 
     reg = registry()
-    more = Registry(reg.specs + [replace(reg.get("cpu"), name="newhost", metrics=(), flags=())])
-    monkeypatch.setattr(cli, "registry", lambda: more)
+    more = Registry(reg.specs + [replace(reg.get("cpu"), name="newhost", metrics=(), flags=(), options=None)])
     (scenario,) = HDHOMERUN_SCENARIOS[:1]
     (deploy,) = rendered_scenarios[scenario].of_kind("Deployment")
-    assert collectors_of(rendered_scenarios[scenario], deploy) == {"hdhomerun"}
+    assert collectors_of(rendered_scenarios[scenario], deploy, more) == {"hdhomerun"}
 
 
 def test_the_daemonset_runs_the_host_collectors(default_render):

@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from helpers import FIXTURES, ROOT, fetch, free_port, promtool_check_metrics, running_exporter, samples
-from otel_bare_metal.app import App, Config
+from otel_bare_metal.app import App
+from otel_bare_metal.config import Config
 from otel_bare_metal.collectors.filesystem.source import FilesystemSource, StatfsResult, StatfsWatchdog
 from otel_bare_metal.procfs import parse_mountinfo
 from otel_bare_metal.telemetry import SourceWorker
@@ -190,7 +191,7 @@ def test_hung_mount_never_delays_a_scrape_beyond_the_timeout():
     source = FilesystemSource(watchdog=StatfsWatchdog(statfs=statfs, timeout=timeout), read_mounts=lambda _: table)
     config = Config(listen_address=f"127.0.0.1:{free_port()}")
     exporter = App(config, resource=build_resource({}), collectors=[SourceWorker("filesystem", source)]).start()
-    url = f"http://{config.listen_address}/metrics"
+    url = f"http://{config.listen_address[0]}/metrics"
     try:
         for scrape in range(3):
             start = time.monotonic()

@@ -138,12 +138,12 @@ def test_bad_limit_flags_are_usage_errors(flag, capsys):
 
 
 def test_limit_flags_reach_the_config():
-    from otel_bare_metal.cli import config_from_args, serve_parser
+    from otel_bare_metal.config import load
+    from otel_bare_metal.registry import registry
 
     environ = {"OTEL_BARE_METAL_WEB_MAX_REQUESTS": "0"}
-    args = serve_parser(environ).parse_args(["--web.max-connections=7", "--web.listen-address=127.0.0.1:1"])
-    config = config_from_args(args, environ)
-    assert (config.max_connections, config.max_requests, config.listen_address) == (7, 0, ["127.0.0.1:1"])
+    config = load(["--web.max-connections=7", "--web.listen-address=127.0.0.1:1"], environ, registry())
+    assert (config.max_connections, config.max_requests, config.listen_address) == (7, 0, ("127.0.0.1:1",))
 
 
 def test_a_big_request_head_gets_431_and_gzip_q0_is_honoured():

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import FIXTURES, ROOT, fetch, free_port, promtool_check_metrics, samples, stop_process, wait_for_http
-from otel_bare_metal.app import App, Config
+from otel_bare_metal.app import App
+from otel_bare_metal.collectors.hdhomerun import HDHomeRunOptions
+from otel_bare_metal.config import Config
 from otel_bare_metal.collectors.filesystem.source import FilesystemSource, StatfsResult, StatfsWatchdog
 from otel_bare_metal.procfs import parse_mountinfo, parse_stat
 from otel_bare_metal.procfs import CPUStat, MountTable
@@ -86,12 +88,11 @@ def test_odd_bytes_in_mount_points_and_devices_make_valid_labels():
     assert not table.errors and len(table.mounts) == len(odd)
     source = FilesystemSource(watchdog=StatfsWatchdog(statfs=lambda p: StatfsResult(1, 10, 5, 5, 1, 1), timeout=1),
                               read_mounts=lambda _: table)
-    config = Config(listen_address=f"127.0.0.1:{free_port()}")
     for naming in ("otel", "classic"):
-        config.naming = naming
-        exporter = App(config, resource=build_resource({}), collectors=[SourceWorker("filesystem", source)], environ={}).start()
+        config = Config(listen_address=f"127.0.0.1:{free_port()}", naming=naming)
+        exporter = App(config, resource=build_resource({}), collectors=[SourceWorker("filesystem", source)]).start()
         try:
-            body = fetch(f"http://{config.listen_address}/metrics")[2]
+            body = fetch(f"http://{config.listen_address[0]}/metrics")[2]
         finally:
             exporter.server.shutdown()
             exporter.provider.shutdown()
@@ -153,9 +154,10 @@ def test_exporter_close_closes_device_clients():
     from otel_bare_metal.hdhr.simulator import Simulator
 
     with Simulator("127.0.0.1", 0, tuners=1) as sim:
-        config = Config(listen_address=f"127.0.0.1:{free_port()}", collectors={"hdhomerun": True}, hdhomerun_devices=[sim.address_text])
-        exporter = App(config, resource=build_resource({}), environ={}).start()
-        fetch(f"http://{config.listen_address}/metrics")
+        config = Config(listen_address=f"127.0.0.1:{free_port()}", collectors={"hdhomerun": True},
+                        options={"hdhomerun": HDHomeRunOptions(devices=(sim.address_text,))})
+        exporter = App(config, resource=build_resource({})).start()
+        fetch(f"http://{config.listen_address[0]}/metrics")
         exporter.close()
         deadline = time.monotonic() + 5
         while sim._conns and time.monotonic() < deadline:

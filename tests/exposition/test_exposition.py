@@ -5,7 +5,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from otel_bare_metal.exposition.http import parse_listen_address
+from otel_bare_metal.address import parse_listen_address
 from otel_bare_metal.exposition.prometheus import PrometheusPage
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.metrics import Observation
@@ -53,7 +53,8 @@ def test_concurrent_renders_never_tear():
     [(":9464", ("", 9464)), ("127.0.0.1:80", ("127.0.0.1", 80)), ("[::1]:9464", ("::1", 9464)), ("localhost:0", ("localhost", 0))],
 )
 def test_listen_addresses(text, expected):
-    assert parse_listen_address(text) == expected
+    address = parse_listen_address(text)
+    assert (address.host, address.port) == expected and address == text
 
 
 @pytest.mark.parametrize("text", ["9464", "host:", "host:http", ":70000", ""])

@@ -13,7 +13,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from helpers import fetch, samples
-from otel_bare_metal.app import App, Config
+from otel_bare_metal.app import App
+from otel_bare_metal.config import Config
 from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.collectors.filesystem.source import FilesystemStat
 from otel_bare_metal.procfs import CPUStat, CPUTimes
@@ -142,7 +143,7 @@ def test_the_render_lock_is_bounded_and_serves_the_last_complete_page():
 
 def test_healthz_is_503_while_a_read_is_stuck_and_metrics_still_answer(blocking):
     config = Config(listen_address="127.0.0.1:0", stuck_after=0.3)
-    exporter = App(config, resource=build_resource({}), environ={},
+    exporter = App(config, resource=build_resource({}),
                         collectors=[SourceWorker("filesystem", blocking), SourceWorker("cpu", Quick())]).start()
     base = f"http://127.0.0.1:{exporter.server.port}"
     try:

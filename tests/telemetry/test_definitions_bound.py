@@ -14,7 +14,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from helpers import FIXTURES
-from otel_bare_metal.app import Config, build_collectors
+from otel_bare_metal.app import build_collectors
+from otel_bare_metal.collectors.hdhomerun import HDHomeRunOptions
+from otel_bare_metal.config import Config
 from otel_bare_metal.exposition.prometheus import CARDINALITY_LIMITS
 from otel_bare_metal.hdhr.simulator import Simulator
 from otel_bare_metal.registry import registry
@@ -26,7 +28,7 @@ def observed_attribute_keys(naming: str = "otel") -> dict[str, set[tuple[str, ..
     with Simulator("127.0.0.1", 0, tuners=2) as plain, Simulator("127.0.0.1", 0, tuners=2, cablecard=True) as cc:
         config = Config(procfs=str(FIXTURES / "proc"), sysfs=str(FIXTURES / "sys"), rootfs=str(FIXTURES / "rootfs"),
                         collectors={spec.name: True for spec in registry().specs},
-                        hdhomerun_devices=[plain.address_text, cc.address_text], hdhomerun_timeout=5.0)
+                        options={"hdhomerun": HDHomeRunOptions(devices=(plain.address_text, cc.address_text), timeout=5.0)})
         collectors = build_collectors(config)
         reader = InMemoryMetricReader(cardinality_limits=CARDINALITY_LIMITS)
         provider = meter_provider(Resource.create({}), [reader])
@@ -47,7 +49,8 @@ def observed_attribute_keys(naming: str = "otel") -> dict[str, set[tuple[str, ..
 
 def test_every_collector_runs_on_the_fixtures():
     assert {c.name for c in build_collectors(Config(procfs=str(FIXTURES / "proc"), rootfs=str(FIXTURES / "rootfs"),
-                                                    sysfs=str(FIXTURES / "sys"), hdhomerun_devices=["127.0.0.1:9"],
+                                                    sysfs=str(FIXTURES / "sys"),
+                                                    options={"hdhomerun": HDHomeRunOptions(devices=("127.0.0.1:9",))},
                                                     collectors={s.name: True for s in registry().specs}))} \
         == {s.name for s in registry().specs}
 

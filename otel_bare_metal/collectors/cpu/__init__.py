@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass, replace
 
 from otel_bare_metal.collectors.cpu.metrics import CPU_MODES, METRICS, CPUObservers
 from otel_bare_metal.collectors.cpu.source import HeldCPUSource, ProcfsCPUSource
-from otel_bare_metal.registry import CollectorSpec, Paths
+from otel_bare_metal.registry import CollectorSpec, Paths, option
 
 
 def cpu_source(procfs: str = "/proc", platform: str = sys.platform) -> ProcfsCPUSource | HeldCPUSource:
@@ -24,7 +25,34 @@ def cpu_source(procfs: str = "/proc", platform: str = sys.platform) -> ProcfsCPU
     return HeldCPUSource(PsutilCPUSource())
 
 
-def _check(paths: Paths, options: dict, enabled: bool) -> None:
+@dataclass(frozen=True)
+class CPUOptions:
+    guest: bool = option("--collector.cpu.guest", True, "Export guest time (system.cpu.guest.time; classic "
+                         "node_cpu_guest_seconds_total), as node_exporter's flag.")
+
+
+class _WithoutGuest:
+    """The CPU source with the guest columns dropped (``--no-collector.cpu.guest``)."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+
+    def read(self):
+        stat = self.source.read()
+        return replace(stat, cpus=[replace(c, guest=None, guest_nice=None) for c in stat.cpus])
+
+    def close(self) -> None:
+        close = getattr(self.source, "close", None)
+        if close:
+            close()
+
+
+def _source(paths: Paths, options: CPUOptions):
+    source = cpu_source(paths.procfs, platform=paths.platform)
+    return source if options.guest else _WithoutGuest(source)
+
+
+def _check(paths: Paths, options: CPUOptions, enabled: bool) -> None:
     if enabled and paths.platform.startswith("linux") and not os.path.isfile(os.path.join(paths.procfs, "stat")):
         raise ValueError(f"--path.procfs {paths.procfs!r}: no stat file there (is it a procfs?)")
 
@@ -46,7 +74,8 @@ DOCS = "\n".join([
 
 COLLECTOR = CollectorSpec(
     name="cpu",
-    source=lambda paths, options: cpu_source(paths.procfs, platform=paths.platform),
+    source=_source,
+    options=CPUOptions,
     observers=CPUObservers,
     metrics=METRICS,
     title="CPU (`--collector.cpu`)",

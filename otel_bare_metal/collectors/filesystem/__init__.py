@@ -7,6 +7,7 @@ this module declares the collector and its flags.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 from otel_bare_metal.collectors.filesystem.metrics import METRICS, FilesystemObservers
 from otel_bare_metal.collectors.filesystem.source import (
@@ -16,29 +17,33 @@ from otel_bare_metal.collectors.filesystem.source import (
     MountFilter,
     StatfsWatchdog,
 )
-from otel_bare_metal.registry import CollectorSpec, Flag, Options, Paths
+from otel_bare_metal.registry import CollectorSpec, Paths, option
 
-FLAGS = (
-    Flag("--collector.filesystem.mount-points-exclude", DEFAULT_MOUNT_POINTS_EXCLUDE, "Regexp of mount points to exclude.",
-         field="mount_points_exclude"),
-    Flag("--collector.filesystem.fs-types-exclude", DEFAULT_FS_TYPES_EXCLUDE, "Regexp of filesystem types to exclude.",
-         field="fs_types_exclude"),
-    Flag("--collector.filesystem.mount-points-include", "",
-         "Regexp of mount points to include (default: all); replaces the default exclude, not with an exclude.",
-         field="mount_points_include"),
-    Flag("--collector.filesystem.fs-types-include", "",
-         "Regexp of filesystem types to include (default: all); replaces the default exclude, not with an exclude.",
-         field="fs_types_include"),
-    Flag("--collector.filesystem.mount-timeout", 5.0, "Seconds to wait for statfs on a mount before marking it hung.",
-         field="mount_timeout"),
-)
+@dataclass(frozen=True)
+class FilesystemOptions:
+    mount_points_exclude: str = option(
+        "--collector.filesystem.mount-points-exclude", DEFAULT_MOUNT_POINTS_EXCLUDE, "Regexp of mount points to exclude.",
+        metavar="REGEXP", aliases=("--collector.filesystem.ignored-mount-points",))
+    fs_types_exclude: str = option(
+        "--collector.filesystem.fs-types-exclude", DEFAULT_FS_TYPES_EXCLUDE, "Regexp of filesystem types to exclude.",
+        metavar="REGEXP", aliases=("--collector.filesystem.ignored-fs-types",))
+    mount_points_include: str = option(
+        "--collector.filesystem.mount-points-include", "",
+        "Regexp of mount points to include (default: all); replaces the default exclude, not with an exclude.",
+        metavar="REGEXP")
+    fs_types_include: str = option(
+        "--collector.filesystem.fs-types-include", "",
+        "Regexp of filesystem types to include (default: all); replaces the default exclude, not with an exclude.",
+        metavar="REGEXP")
+    mount_timeout: float = option(
+        "--collector.filesystem.mount-timeout", 5.0, "How long to wait for statfs on a mount before marking it hung.")
 
 
-def _exclude(options: Options, what: str, default: str) -> str:
+def _exclude(options: FilesystemOptions, what: str, default: str) -> str:
     """node_exporter 1.8+ (collector/filesystem_common.go): an include pattern replaces the
     default exclude, and an include given together with an exclude is a start-up error.
     (An exclude equal to the default counts as not given.)"""
-    include, exclude = options[f"{what}_include"], options[f"{what}_exclude"]
+    include, exclude = getattr(options, f"{what}_include"), getattr(options, f"{what}_exclude")
     if not include:
         return exclude
     flag = what.replace("_", "-")
@@ -48,12 +53,12 @@ def _exclude(options: Options, what: str, default: str) -> str:
     return ""
 
 
-def _filter(options: Options) -> MountFilter:
+def _filter(options: FilesystemOptions) -> MountFilter:
     return MountFilter(
         mount_points_exclude=_exclude(options, "mount_points", DEFAULT_MOUNT_POINTS_EXCLUDE),
         fs_types_exclude=_exclude(options, "fs_types", DEFAULT_FS_TYPES_EXCLUDE),
-        mount_points_include=options["mount_points_include"],
-        fs_types_include=options["fs_types_include"],
+        mount_points_include=options.mount_points_include,
+        fs_types_include=options.fs_types_include,
     )
 
 
@@ -68,11 +73,11 @@ def filesystem_source(procfs: str = "/proc", rootfs: str = "/", mount_filter: Mo
     return PsutilFilesystemSource(mount_filter, timeout)
 
 
-def _source(paths: Paths, options: Options):
-    return filesystem_source(paths.procfs, paths.rootfs, _filter(options), options["mount_timeout"], platform=paths.platform)
+def _source(paths: Paths, options: FilesystemOptions):
+    return filesystem_source(paths.procfs, paths.rootfs, _filter(options), options.mount_timeout, platform=paths.platform)
 
 
-def _check(paths: Paths, options: dict, enabled: bool) -> None:
+def _check(paths: Paths, options: FilesystemOptions, enabled: bool) -> None:
     _filter(options)  # a bad regexp is a ValueError naming the flag
 
 
@@ -81,7 +86,7 @@ COLLECTOR = CollectorSpec(
     source=_source,
     observers=FilesystemObservers,
     metrics=METRICS,
-    flags=FLAGS,
+    options=FilesystemOptions,
     title="Filesystem (`--collector.filesystem`)",
     docs="\n".join([
         "States: `used` = (blocks − bfree) × bsize, `free` = bavail × bsize (what unprivileged",

@@ -6,7 +6,9 @@ from contextlib import ExitStack
 import pytest
 
 from helpers import fetch, free_port, promtool_check_metrics, samples
-from otel_bare_metal.app import App, Config
+from otel_bare_metal.app import App
+from otel_bare_metal.collectors.hdhomerun import HDHomeRunOptions
+from otel_bare_metal.config import Config
 from otel_bare_metal.collectors.hdhomerun.allowlist import Allowlist, TargetNotAllowed, parse_rule
 from otel_bare_metal.hdhr.simulator import Faults, Simulator
 from otel_bare_metal.hdhr.text import parse_tuner_debug
@@ -17,12 +19,11 @@ def start_exporter(devices=(), timeout=1.0, allow=None, collectors=("cpu",)):
     config = Config(
         listen_address=f"127.0.0.1:{free_port()}",
         collectors={c: True for c in (*collectors, "hdhomerun")},
-        hdhomerun_devices=list(devices),
-        hdhomerun_timeout=timeout,
-        **({"hdhomerun_allow_targets": allow} if allow is not None else {}),
+        options={"hdhomerun": HDHomeRunOptions(devices=tuple(devices), timeout=timeout,
+                                               allow_targets=tuple(allow) if allow is not None else ())},
     )
-    exporter = App(config, resource=build_resource({}), environ={}).start()
-    return exporter, f"http://{config.listen_address}"
+    exporter = App(config, resource=build_resource({})).start()
+    return exporter, f"http://{config.listen_address[0]}"
 
 
 def series(s, name, **labels):

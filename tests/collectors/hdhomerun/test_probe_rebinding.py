@@ -12,7 +12,9 @@ import threading
 import pytest
 
 from helpers import fetch, samples
-from otel_bare_metal.app import App, Config
+from otel_bare_metal.app import App
+from otel_bare_metal.collectors.hdhomerun import HDHomeRunOptions
+from otel_bare_metal.config import Config
 from otel_bare_metal.collectors.hdhomerun.allowlist import Allowlist, TargetNotAllowed
 from otel_bare_metal.hdhr.simulator import Simulator
 from otel_bare_metal.telemetry.resource import build_resource
@@ -74,8 +76,7 @@ class Rebinding:
 
 @pytest.fixture
 def exporter():
-    exporter = App(Config(listen_address="127.0.0.1:0", collectors={}), resource=build_resource({}), collectors=[],
-                        environ={}).start()
+    exporter = App(Config(listen_address="127.0.0.1:0", collectors={}), resource=build_resource({}), collectors=[]).start()
     yield exporter, f"http://127.0.0.1:{exporter.server.port}"
     exporter.close()
 
@@ -119,9 +120,9 @@ def test_one_device_is_one_entry_and_one_connection_however_spelled(exporter):
 
 def test_a_probe_honours_the_scrape_timeout_header():
     """A dead device is given the scrape's budget, not the (here 30 s) device timeout."""
-    exporter = App(Config(listen_address="127.0.0.1:0", collectors={}, hdhomerun_timeout=30.0,
-                               hdhomerun_allow_targets=["127.0.0.0/8:*"]),
-                        resource=build_resource({}), collectors=[], environ={}).start()
+    exporter = App(Config(listen_address="127.0.0.1:0", collectors={},
+                               options={"hdhomerun": HDHomeRunOptions(timeout=30.0, allow_targets=("127.0.0.0/8:*",))}),
+                        resource=build_resource({}), collectors=[]).start()
     try:
         with Simulator("127.0.0.1", 0, tuners=1) as sim:
             sim.set_faults(drop=True)
