@@ -234,10 +234,10 @@ def parser(registry: Registry, listen_default: str = LISTEN_DEFAULT) -> argparse
     return p
 
 
-def _unknown_disables(argv: list[str], registry: Registry, notices: list[Notice]) -> list[str]:
+def _unknown_disables(argv: list[str], p: argparse.ArgumentParser, notices: list[Notice]) -> list[str]:
     """``--no-collector.<name>`` for a collector we do not have turns off nothing: node_exporter
     units carry many (``--no-collector.wifi``), so it is dropped with a warning, not refused."""
-    known = {f"--no-collector.{s.name}" for s in registry.specs}
+    known = set(p._option_string_actions)
     out = []
     for arg in argv:
         if arg == "--":
@@ -282,8 +282,9 @@ def flag_values(argv: Sequence[str], environ: Mapping[str, str], registry: Regis
     notices = [] if notices is None else notices
     listen_default, listen_warnings = otelenv.prometheus_listen_address(environ, LISTEN_DEFAULT)
     notices.extend(Notice(w) for w in listen_warnings)
-    argv = _unknown_disables(list(argv), registry, notices)
-    args = parser(registry, listen_default).parse_args(argv)
+    p = parser(registry, listen_default)
+    argv = _unknown_disables(list(argv), p, notices)
+    args = p.parse_args(argv)
     rows = [*FLAGS, *(row for spec in registry.specs for row in (spec.enable_flag, *spec.flags))]
     _deprecated_flags(argv, rows, notices)
     values: dict[str, Any] = {}
