@@ -99,6 +99,32 @@ def test_a_node_exporter_unit_command_line_starts_the_exporter():
         assert p.stop() == 0
 
 
+def test_node_exporter_takes_the_same_line_and_both_export_the_same_cpu_families():
+    """The line above is node_exporter's own syntax: the real node_exporter 1.12 starts with it, and
+    with classic naming ours exports the same cpu families (no guest time) and no exporter metrics."""
+    from collector_support import go_peer
+
+    port = free_port()
+    theirs = subprocess.Popen([go_peer("node_exporter"), *node_exporter_unit_args(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/metrics", proc=theirs)
+        their_names = names(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        stop_process(theirs)
+    port = free_port()
+    p = Process(*node_exporter_unit_args(port), env={"OTEL_BARE_METAL_METRICS_NAMING": "classic"})
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=p.proc)
+        our_names = names(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        assert p.stop() == 0
+    cpu = {n for n in their_names if n.startswith("node_cpu_")}
+    assert "node_cpu_seconds_total" in cpu and "node_cpu_guest_seconds_total" not in cpu
+    assert {n for n in our_names if n.startswith("node_cpu_")} == cpu
+    assert not {n for n in their_names | our_names if n.startswith(("process_", "go_", "promhttp_"))}
+
+
 def test_guest_time_is_exported_unless_turned_off():
     port = free_port()
     with_guest = [a for a in node_exporter_unit_args(port) if a != "--no-collector.cpu.guest"]
