@@ -131,7 +131,7 @@ class Flag:
             for choice in self.choices:
                 if text.strip().lower() == choice.lower():
                     return choice
-            raise ValueError(f"{text!r} is not one of {', '.join(self.choices)}")
+            raise ValueError(f"invalid choice: {text!r} (choose from {', '.join(self.choices)})")
         if self.parse is not None:
             return self.parse(text)
         if isinstance(self.default, float):
