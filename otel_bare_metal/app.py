@@ -78,7 +78,8 @@ class App:
         resource = resource or config.resource or build_resource({})
         self.provider = meter_provider(resource, readers)
         # With OTEL_SDK_DISABLED there are no collectors and no readers: nothing is ever read.
-        self.collection = instrument(self.provider.get_meter(SCOPE, __version__), self.collectors, naming=config.naming)
+        self.collection = instrument(self.provider.get_meter(SCOPE, __version__), self.collectors, naming=config.naming,
+                                     registry=reg)
         self.collection.stuck_after = config.stuck_after
         if self.page is not None:
             self.page.collection = self.collection

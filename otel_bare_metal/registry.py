@@ -311,7 +311,7 @@ def load_plugins(known: Iterable[CollectorSpec], entry_points: Iterable[Any] | N
         entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
     taken = {s.name for s in known}
     metric_names = {m.name for s in known for m in s.metrics}
-    flag_names = {f.flag for s in known for f in s.flags}
+    flag_names = {flag for s in known for f in s.flags for flag in (f.flag, *f.aliases)}
     specs, problems = [], []
     for ep in sorted(entry_points, key=lambda e: e.name):
         dist = getattr(getattr(ep, "dist", None), "name", None) or ep.value
@@ -329,7 +329,7 @@ def load_plugins(known: Iterable[CollectorSpec], entry_points: Iterable[Any] | N
         specs.append(spec)
         taken.add(spec.name)
         metric_names.update(m.name for m in spec.metrics)
-        flag_names.update(f.flag for f in spec.flags)
+        flag_names.update(flag for f in spec.flags for flag in (f.flag, *f.aliases))
     return specs, problems
 
 
@@ -350,10 +350,11 @@ def _plugin_problem(ep_name: str, spec: Any, taken: set[str], metric_names: set[
         if m.name in metric_names:
             return f"metric {m.name!r} is exported already"
     for f in spec.flags:
-        if not f.flag.startswith(f"--collector.{spec.name}."):
-            return f"flag {f.flag!r} must start with --collector.{spec.name}."
-        if f.flag in flag_names:
-            return f"flag {f.flag!r} exists already"
+        for flag in (f.flag, *f.aliases):
+            if not flag.startswith(f"--collector.{spec.name}."):
+                return f"flag {flag!r} must start with --collector.{spec.name}."
+            if flag in flag_names:
+                return f"flag {flag!r} exists already"
     return ""
 
 
