@@ -210,3 +210,39 @@ def test_a_config_can_be_built_directly_and_takes_addresses_as_text():
     assert config.listen_address == ("127.0.0.1:0",) and config.listen_address[0].port == 0
     with pytest.raises(ValueError, match="listen address"):
         Config(listen_address="nope")
+
+
+# ------------------------------------------------------------------ a collector's options
+
+
+def test_a_collector_declares_its_options_as_a_dataclass_or_as_flag_rows():
+    from dataclasses import dataclass, replace
+
+    from otel_bare_metal.registry import CollectorSpec, Flag, Registry, option
+
+    @dataclass(frozen=True)
+    class DemoOptions:
+        level: int = option("--collector.demo.level", 1, "A level.", parse=int, metavar="N")
+        mode: str = option("--collector.demo.mode", "fast", "A mode.", choices=("fast", "slow"))
+        names: tuple[str, ...] = option("--collector.demo.name", (), "Repeatable.")
+
+    seen = {}
+
+    def source(paths, options):
+        seen[type(options).__name__] = options
+        return None
+
+    typed = CollectorSpec("demo", source=source, observers=object, options=DemoOptions)
+    legacy = CollectorSpec("old", source=source, observers=object, flags=(Flag("--collector.old.x", "a", "X."),))
+    assert [f.flag for f in typed.flags] == ["--collector.demo.level", "--collector.demo.mode", "--collector.demo.name"]
+    reg = Registry([registry().get("cpu"), typed, legacy])
+    config = load([*BASE, "--collector.demo.level=3", "--collector.demo.name=a", "--collector.demo.name=b",
+                   "--collector.old.x=b"], {"OTEL_BARE_METAL_COLLECTOR_DEMO_MODE": "SLOW"}, reg)
+    assert config.options["demo"] == DemoOptions(level=3, mode="slow", names=("a", "b"))
+    assert dict(config.options["old"]) == {"collector_old_x": "b"}
+    with pytest.raises(TypeError):
+        config.options["old"]["collector_old_x"] = "c"  # read-only
+    with pytest.raises(ConfigError, match="OTEL_BARE_METAL_COLLECTOR_DEMO_LEVEL"):
+        load(BASE, {"OTEL_BARE_METAL_COLLECTOR_DEMO_LEVEL": "high"}, reg)
+    # Not configured at all: each collector gets its defaults.
+    assert Config().options_for(typed) == DemoOptions() and load(BASE, {}, reg).options["demo"].level == 1
