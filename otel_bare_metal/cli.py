@@ -17,6 +17,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import sys
 from typing import Mapping, Sequence
 
@@ -41,10 +42,10 @@ class Signals:
     def __init__(self) -> None:
         self.stop = False
         self.reload = False
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
-        self._old_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._read, self._write = socket.socketpair()  # a socket: set_wakeup_fd takes only those on Windows
+        self._read.setblocking(False)
+        self._write.setblocking(False)
+        self._old_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop)
         if hasattr(signal, "SIGHUP"):
@@ -62,7 +63,7 @@ class Signals:
             return
         select.select([self._read], [], [])
         try:
-            while os.read(self._read, 512):
+            while self._read.recv(512):
                 pass
         except BlockingIOError:
             pass
@@ -74,15 +75,21 @@ class Signals:
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.set_wakeup_fd(self._old_fd)
-        os.close(self._read)
-        os.close(self._write)
+        self._read.close()
+        self._write.close()
 
 
 def serve(argv: Sequence[str], environ: Mapping[str, str], reg: Registry | None = None) -> int:
     from otel_bare_metal.logutil import fields, setup_logging
 
     reg = reg or registry()  # built-in collectors and the installed plugins, loaded here
-    config = load(argv, environ, reg)
+    try:
+        config = load(argv, environ, reg)
+    except (ConfigError, SystemExit):
+        raise
+    except Exception as e:  # e.g. a plugin's check failing other than by ValueError: still one line
+        print(f"{PROG}: error: cannot read the configuration: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 1
     setup_logging(config.log_level, config.log_format)
     for notice in config.warnings:
         log.warning(notice.msg, extra=fields(**notice.fields))

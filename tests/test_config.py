@@ -216,7 +216,7 @@ def test_a_config_can_be_built_directly_and_takes_addresses_as_text():
 
 
 def test_a_collector_declares_its_options_as_a_dataclass_or_as_flag_rows():
-    from dataclasses import dataclass, replace
+    from dataclasses import dataclass
 
     from otel_bare_metal.registry import CollectorSpec, Flag, Registry, option
 
