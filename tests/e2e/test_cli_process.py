@@ -209,6 +209,7 @@ def test_a_broken_web_config_at_start_up_is_one_line_and_exit_1(case, tmp_path):
 def test_help_and_version_from_the_command():
     result = _run("--help")
     assert result.returncode == 0 and "(default: /metrics)" in " ".join(result.stdout.split())
+    assert "--timeout-offset DURATION" in result.stdout and "__" not in result.stdout
     result = _run("--version")
     assert result.returncode == 0 and "python version" in result.stdout and "platform" in result.stdout
 
