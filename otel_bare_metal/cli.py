@@ -70,6 +70,8 @@ class Signals:
 
     def close(self) -> None:
         """Back to the defaults: a second SIGTERM during shutdown ends the process at once."""
+        if self._read.fileno() < 0:
+            return  # closed already
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
         if hasattr(signal, "SIGHUP"):
@@ -80,6 +82,14 @@ class Signals:
 
 
 def serve(argv: Sequence[str], environ: Mapping[str, str], reg: Registry | None = None) -> int:
+    signals = Signals()  # first: a SIGHUP (systemctl reload) while starting never ends the process
+    try:
+        return _serve(argv, environ, reg, signals)
+    finally:
+        signals.close()
+
+
+def _serve(argv: Sequence[str], environ: Mapping[str, str], reg: Registry | None, signals: "Signals") -> int:
     from otel_bare_metal.logutil import fields, setup_logging
 
     reg = reg or registry()  # built-in collectors and the installed plugins, loaded here
@@ -94,30 +104,27 @@ def serve(argv: Sequence[str], environ: Mapping[str, str], reg: Registry | None 
     for notice in config.warnings:
         log.warning(notice.msg, extra=fields(**notice.fields))
     reg.log_problems()
-    signals = Signals()  # from here on, SIGHUP (a reload during start-up) never ends the process
     try:
-        try:
-            exporter = start(config, reg)
-        except OSError as e:  # logging is set up: one error line in the chosen format, never a traceback
-            log.error(f"cannot listen on {_one_line(e)}" if e.filename is None else "cannot start",
-                      extra=fields() if e.filename is None else fields(err=_one_line(e)))
-            return 1
-        except Exception as e:  # a broken web config file (WebConfigError), a NUL in a path, a bug
-            log.error("cannot start", extra=fields(err=_one_line(e)))
-            return 1
-        # Everything built so far (modules, the SDK, instruments, caches) lives as long as the process:
-        # keep the cyclic garbage collector from walking it in every full collection, which cost a
-        # 256-CPU collection up to half again its time (bench/floor.py measures with the same freeze).
-        gc.freeze()
-        while True:
-            signals.wait()
-            if signals.stop:
-                break
-            if signals.reload:
-                signals.reload = False
-                reload(exporter)
-    finally:
-        signals.close()
+        exporter = start(config, reg)
+    except OSError as e:  # logging is set up: one error line in the chosen format, never a traceback
+        log.error(f"cannot listen on {_one_line(e)}" if e.filename is None else "cannot start",
+                  extra=fields() if e.filename is None else fields(err=_one_line(e)))
+        return 1
+    except Exception as e:  # a broken web config file (WebConfigError), a NUL in a path, a bug
+        log.error("cannot start", extra=fields(err=_one_line(e)))
+        return 1
+    # Everything built so far (modules, the SDK, instruments, caches) lives as long as the process:
+    # keep the cyclic garbage collector from walking it in every full collection, which cost a
+    # 256-CPU collection up to half again its time (bench/floor.py measures with the same freeze).
+    gc.freeze()
+    while True:
+        signals.wait()
+        if signals.stop:
+            break
+        if signals.reload:
+            signals.reload = False
+            reload(exporter)
+    signals.close()  # a second SIGTERM or SIGINT from here on ends the process at once
     # Stop accepting, let scrapes in flight finish (at most SHUTDOWN_GRACE seconds), then exit 0.
     log.info("shutting down", extra={"grace_seconds": SHUTDOWN_GRACE})
     exporter.close(grace=SHUTDOWN_GRACE)
