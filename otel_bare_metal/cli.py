@@ -19,7 +19,7 @@ import select
 import signal
 import socket
 import sys
-from typing import Mapping, Sequence
+from typing import Mapping, NoReturn, Sequence
 
 from otel_bare_metal.config import PROG, Config, ConfigError, load
 from otel_bare_metal.registry import Registry, env_name, registry
@@ -31,7 +31,7 @@ UsageError = ConfigError  # a bad flag or value: printed as one line, exit code 
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, never the usage block or a traceback
+    def error(self, message: str) -> NoReturn:  # one line, never the usage block or a traceback
         raise ConfigError(message)
 
 

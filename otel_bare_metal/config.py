@@ -25,7 +25,7 @@ import platform
 import sys
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, NoReturn, Sequence
 
 from opentelemetry.sdk.resources import Resource
 
@@ -166,7 +166,7 @@ class Config:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, never the usage block or a traceback
+    def error(self, message: str) -> NoReturn:  # one line, never the usage block or a traceback
         raise ConfigError(message)
 
 
@@ -238,7 +238,7 @@ def _unknown_disables(argv: list[str], p: argparse.ArgumentParser, notices: list
     """``--no-collector.<name>`` for a collector we do not have turns off nothing: node_exporter
     units carry many (``--no-collector.wifi``), so it is dropped with a warning, not refused."""
     known = set(p._option_string_actions)
-    out = []
+    out: list[str] = []
     for arg in argv:
         if arg == "--":
             out.extend(argv[len(out):])
