@@ -235,16 +235,18 @@ def parser(registry: Registry, listen_default: str = LISTEN_DEFAULT) -> argparse
 
 
 def _unknown_disables(argv: list[str], p: argparse.ArgumentParser, notices: list[Notice]) -> list[str]:
-    """``--no-collector.<name>`` for a collector we do not have turns off nothing: node_exporter
-    units carry many (``--no-collector.wifi``), so it is dropped with a warning, not refused."""
+    """``--no-collector.<name>`` (or ``--no-collector.<name>.<option>``) for something we do not
+    collect turns off nothing: node_exporter units carry many (``--no-collector.wifi``,
+    ``--no-collector.cpu.info``), so it is dropped with a warning, not refused."""
     known = set(p._option_string_actions)
     out: list[str] = []
-    for arg in argv:
+    for i, arg in enumerate(argv):
         if arg == "--":
-            out.extend(argv[len(out):])
+            out.extend(argv[i:])
             break
         if arg.startswith("--no-collector.") and "=" not in arg and arg not in known:
-            notices.append(Notice("ignoring a flag for a collector this exporter does not have", {"flag": arg}))
+            notices.append(Notice("ignoring a flag that turns off something this exporter does not collect",
+                                  {"flag": arg}))
             continue
         out.append(arg)
     return out
