@@ -164,9 +164,10 @@ def test_guest_time_follows_collector_cpu_guest():
 
 
 def test_disabling_a_collector_we_do_not_have_is_a_warning_enabling_one_is_an_error(capsys):
-    config = load([*BASE, "--no-collector.wifi", "--no-collector.hwmon"], {}, registry())
+    config = load([*BASE, "--no-collector.wifi", "--no-collector.cpu.info", "--no-collector.cpu.guest"], {}, registry())
     assert {dict(n.fields)["flag"] for n in config.warnings if "flag" in n.fields} == {"--no-collector.wifi",
-                                                                                      "--no-collector.hwmon"}
+                                                                                      "--no-collector.cpu.info"}
+    assert config.options["cpu"].guest is False  # a flag we have is applied, not dropped
     code, err = run([*BASE, "--collector.wifi"], {}, capsys)
     assert code == 2 and "--collector.wifi" in err
 
