@@ -67,7 +67,7 @@ DOCS = "\n".join([
     "| guest_nice | `nice` on `system.cpu.guest.time` |",
     "",
     "Guest time is already inside `user` and `nice`, so it is exported as its own metric and",
-    "never added twice. Older kernels give fewer columns; only the modes the kernel reports",
+    "never added twice; `--no-collector.cpu.guest` leaves it out (node_exporter's flag). Older kernels give fewer columns; only the modes the kernel reports",
     "appear. `system.cpu.logical.count` is `system_cpu_logical_cpus` on /metrics: a name",
     "ending in `_count` is reserved for histograms and promtool rejects it.",
 ])
