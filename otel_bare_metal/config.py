@@ -271,9 +271,17 @@ def _from_environment(row: Flag, environ: Mapping[str, str], notices: list[Notic
 
 
 def _deprecated_flags(argv: Sequence[str], rows: Sequence[Flag], notices: list[Notice]) -> None:
+    """A deprecated spelling is a warning; given together with the current one, an error (as
+    node_exporter's filesystem collector has it)."""
+
+    def given(flag: str) -> bool:
+        return any(arg == flag or arg.startswith(flag + "=") for arg in argv)
+
     for row in rows:
         for alias in row.aliases:
-            if any(arg == alias or arg.startswith(alias + "=") for arg in argv):
+            if given(alias):
+                if given(row.flag):
+                    raise ConfigError(f"{alias} and {row.flag} are mutually exclusive ({alias} is deprecated)")
                 notices.append(Notice("deprecated flag", {"flag": alias, "use": row.flag}))
 
 

@@ -138,6 +138,8 @@ def test_node_exporter_filesystem_flags_and_their_deprecated_spellings():
     config = load(BASE, {"OTEL_BARE_METAL_COLLECTOR_FILESYSTEM_IGNORED_MOUNT_POINTS": "^/env$"}, reg)
     assert config.options["filesystem"].mount_points_exclude == "^/env$"
     assert any(n.msg == "deprecated environment variable" for n in config.warnings)
+    with pytest.raises(ConfigError, match="mutually exclusive"):  # as node_exporter
+        load([*BASE, "--collector.filesystem.ignored-fs-types=^a$", "--collector.filesystem.fs-types-exclude=^b$"], {}, reg)
     # --help advertises the current spelling only.
     assert "ignored-mount-points" not in parser(reg).format_help()
 
