@@ -249,3 +249,24 @@ def test_a_collector_declares_its_options_as_a_dataclass_or_as_flag_rows():
         load(BASE, {"OTEL_BARE_METAL_COLLECTOR_DEMO_LEVEL": "high"}, reg)
     # Not configured at all: each collector gets its defaults.
     assert Config().options_for(typed) == DemoOptions() and load(BASE, {}, reg).options["demo"].level == 1
+
+
+def test_the_app_reads_the_environment_only_through_the_config(monkeypatch):
+    """config.load is the one reader: an app built from a Config ignores the process environment."""
+    from otel_bare_metal.app import App
+
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-the-environment")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp,console")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    app = App(Config(listen_address="127.0.0.1:0", collectors={}), collectors=[])
+    try:
+        assert app.pushes == [] and app.page is not None
+        assert app.provider._sdk_config.resource.attributes["service.name"] == "otel-bare-metal"
+    finally:
+        app.close()
+    loaded = load(BASE, {"OTEL_SERVICE_NAME": "edge", "OTEL_METRICS_EXPORTER": "prometheus"}, registry())
+    app = App(loaded, collectors=[])
+    try:
+        assert app.provider._sdk_config.resource.attributes["service.name"] == "edge"
+    finally:
+        app.close()
