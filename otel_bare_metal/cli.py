@@ -27,9 +27,6 @@ from otel_bare_metal.registry import Registry, env_name, registry
 SHUTDOWN_GRACE = 5.0  # seconds a scrape in flight may take to finish after SIGTERM
 log = logging.getLogger(__name__)
 
-UsageError = ConfigError  # a bad flag or value: printed as one line, exit code 2
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, never the usage block or a traceback
         raise ConfigError(message)
@@ -58,15 +55,16 @@ class Signals:
         self.reload = True
 
     def wait(self) -> None:
-        """Until a signal arrives (the handler has run when this returns)."""
-        if self.stop or self.reload:
-            return
-        select.select([self._read], [], [])
-        try:
-            while self._read.recv(512):
+        """Until a signal's handler has run.  The wakeup descriptor ends the wait at once; a signal
+        the kernel gave another thread has its handler run in this thread at the next bytecode
+        boundary, so the loop looks again (and at the latest after a second)."""
+        while not (self.stop or self.reload):
+            select.select([self._read], [], [], 1.0)
+            try:
+                while self._read.recv(512):
+                    pass
+            except BlockingIOError:
                 pass
-        except BlockingIOError:
-            pass
 
     def close(self) -> None:
         """Back to the defaults: a second SIGTERM during shutdown ends the process at once."""
