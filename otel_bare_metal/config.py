@@ -1,7 +1,12 @@
 """The exporter's configuration: the ``Config`` value and the one ``load`` that builds it.
 
 ``load(argv, environ, registry)`` is the only place that reads the command line and the
-environment (ours, ``OTEL_BARE_METAL_<FLAG>``, and the OpenTelemetry SDK's ``OTEL_*``), once each.
+environment, once each: ours (``OTEL_BARE_METAL_<FLAG>``) and the OpenTelemetry variables that
+choose and place the exporters and describe the resource (``OTEL_METRICS_EXPORTER``,
+``OTEL_SDK_DISABLED``, ``OTEL_EXPORTER_PROMETHEUS_*``, the OTLP protocol and endpoint,
+``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_SERVICE_NAME``).  The SDK's own OTLP exporter and periodic
+reader still read their other settings (headers, certificate, compression, interval) themselves,
+as the specification has every SDK do.
 Every flag is also read from the environment: ``--web.listen-address`` is
 ``OTEL_BARE_METAL_WEB_LISTEN_ADDRESS`` (upper case, ``.`` and ``-`` become ``_``); a flag on the
 command line wins over the environment.  An environment value goes through exactly the
