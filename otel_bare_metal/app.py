@@ -14,9 +14,9 @@ from opentelemetry.sdk.resources import Resource
 from otel_bare_metal import __version__
 from otel_bare_metal._otel_compat import export_timeout_millis
 from otel_bare_metal.config import Config
-from otel_bare_metal.exposition.http import HTTPServer, Limits, Request, Response, healthz, landing_page
+from otel_bare_metal.server.http import HTTPServer, Limits, Request, Response, healthz, landing_page
 from otel_bare_metal.exposition.otlp import push_exporters
-from otel_bare_metal.exposition.webconfig import WebConfigWatcher
+from otel_bare_metal.server.webconfig import WebConfigWatcher
 from otel_bare_metal.deadline import SCRAPE_TIMEOUT_HEADER, scrape_deadline
 from otel_bare_metal.exposition.prometheus import PageUnavailable, PrometheusPage
 from otel_bare_metal.registry import Registry, Route, RouteContext, registry as default_registry
@@ -138,7 +138,12 @@ class App:
         self.web_config = WebConfigWatcher(self.config.web_config_file) if self.config.web_config_file else None
         limits = Limits(max_connections=self.config.max_connections, max_requests=self.config.max_requests)
         scrapes = (self.config.telemetry_path, *self.collector_routes)
-        self.server = HTTPServer(self.config.listen_address, self.routes(), self.web_config, limits, scrapes).start()
+        web = self.web_config
+        self.server = HTTPServer(
+            self.config.listen_address, self.routes(), limits=limits, scrape_paths=scrapes,
+            ssl_context=web.ssl_context if web else None, verify_peer=web.verify_peer if web else None,
+            authorize=web.authorize if web else None, response_headers=web.response_headers if web else None,
+        ).start()  # fmt: skip
         for address in self.server.addresses:
             log.info("listening", extra=log_fields(address=address, tls=self.server_tls(), telemetry_path=self.config.telemetry_path))
         self.log_exporters()

@@ -132,7 +132,7 @@ def _serve(argv: Sequence[str], environ: Mapping[str, str], reg: Registry | None
 def start(config: Config, reg: Registry):
     """The running exporter; any exception closes what was opened and propagates."""
     from otel_bare_metal.app import App
-    from otel_bare_metal.exposition.http import raise_open_files_limit
+    from otel_bare_metal.server.listen import raise_open_files_limit
 
     limits = raise_open_files_limit()  # as the Go runtime does: 1 024 descriptors go fast under a flood
     if limits is not None and limits[0] != limits[1]:

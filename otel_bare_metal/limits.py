@@ -16,6 +16,16 @@ from typing import Callable, Generic, Hashable, TypeVar
 PROBE_DEVICES = 256
 #: Bcrypt-accepted credentials remembered by --web.config.file basic auth.
 AUTH_CACHE = 256
+#: Bcrypt-refused credentials remembered (apart from the accepted ones, which a flood of wrong
+#: passwords therefore cannot push out).
+AUTH_FAILURES_CACHE = 4096
+#: Requests that may wait for the one bcrypt check at a time; past it a request gets 503 at once.
+#: A right password arriving behind a burst of wrong ones waits for at most this many checks.
+AUTH_WAITING = 8
+#: Longest a request waits for its bcrypt check when it has no X-Prometheus-Scrape-Timeout-Seconds.
+AUTH_WAIT_SECONDS = 10.0
+#: Largest --web.config.file read (the format needs a few KB).
+WEB_CONFIG_BYTES = 1 << 20
 #: Cached ``name{labels} `` prefixes in the fast Prometheus text encoder (a 1024-CPU host has
 #: about 10 000 series; 100 000 mounts × 5 instruments × 3 states is 1.5 million: those just
 #: rebuild what falls out).

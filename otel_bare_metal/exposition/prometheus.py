@@ -230,6 +230,16 @@ def fast_format(encoder) -> str | None:
     return None
 
 
+def negotiate(accept: str | None) -> tuple[object, str]:
+    """prometheus_client's ``choose_encoder``, except that an ``Accept`` it cannot parse (e.g.
+    ``application/openmetrics-text; version=abc``) gets the Prometheus text format, as Prometheus' own
+    negotiation falls back to it, instead of an error."""
+    try:
+        return choose_encoder(accept or "")
+    except Exception:
+        return choose_encoder("")
+
+
 class PageUnavailable(Exception):
     """The SDK's collection itself failed and no complete page exists yet to serve instead."""
 
@@ -277,7 +287,7 @@ class PrometheusPage:
         """Collect once and encode as the client asked (Prometheus text or OpenMetrics), by
         ``deadline`` (a ``time.monotonic()`` value; default: a scrape without the timeout header,
         see ``deadline.scrape_deadline``)."""
-        encoder, content_type = choose_encoder(accept or "")
+        encoder, content_type = negotiate(accept)
         deadline = scrape_deadline(None) if deadline is None else deadline
         if not self._lock.acquire(timeout=remaining(deadline)):
             last = self._last.get(content_type)

@@ -37,12 +37,26 @@ Where Python's :mod:`ssl` cannot do what Go's ``crypto/tls`` does:
 * A plain-HTTP request to a TLS port fails the handshake and the connection is closed (Go answers
   "400 Client sent an HTTP request to an HTTPS server"); either way no data is served.
 
-Reloading: :class:`WebConfigWatcher` re-checks the file (and the certificate, key and CA files it names)
-on every request and connection, like exporter-toolkit re-reads it per request, and reloads when any of
-them changed; :meth:`WebConfigWatcher.reload` forces a reload (SIGHUP). A broken file at reload keeps the
-previous good config and logs one error. Turning TLS on or off needs a restart (exporter-toolkit decides
-TLS or plain once, at start, too): a reload that would do it is refused with an error. A reload that
-turns basic auth off (no ``basic_auth_users`` left) is applied, with a warning.
+Reloading: :class:`WebConfigWatcher` loads the file (and the certificate, key and CA files it names) on
+a thread of its own, ``web-config``, never on the server's threads, and swaps the new config in whole. It
+reloads when any of those files changed (checked with ``stat`` on every connection and request, like
+exporter-toolkit re-reads the file per request) and when :meth:`WebConfigWatcher.reload` asks (SIGHUP: the
+handler only sets a flag). A request that sees a change waits for the new config (at most its own deadline);
+a new connection is served with the config in force and the next one gets the new one. A file that fails to
+load for any reason (unreadable, not a regular file — a FIFO is never waited on —, bad YAML, nesting too
+deep, a NUL in a path, a bad certificate) keeps the previous good config and logs one error. Turning TLS on or
+off needs a restart (exporter-toolkit decides TLS or plain once, at start, too): a reload that would do it
+is refused with an error. A reload that turns basic auth off (no ``basic_auth_users`` left) is applied,
+with a warning.
+
+Basic auth under load: bcrypt checks run one at a time (a flood of bad passwords costs at most one core),
+in arrival order; at most :data:`~otel_bare_metal.limits.AUTH_WAITING` requests wait for one, each no longer
+than its deadline (its ``X-Prometheus-Scrape-Timeout-Seconds``, else 10 s); past either bound the request
+gets ``503`` at once. Accepted and refused credentials are both remembered (keyed HMACs, in two bounded
+caches, so refusals cannot push out the right password), so a repeated wrong password costs no bcrypt run.
+A right password arriving behind a burst of distinct wrong ones therefore waits for at most
+``AUTH_WAITING`` + 1 bcrypt checks, or gets ``503`` at once when the queue is full (bench/auth_burst.py
+measures it).
 
 Replace the file atomically: write a temporary file in the same directory, then ``mv`` it over the old
 one (``rename(2)``), as Kubernetes does for mounted Secrets. A file rewritten in place can be read
@@ -62,14 +76,18 @@ import os
 import re
 import secrets
 import ssl
+import stat
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping, Protocol
 
 import bcrypt
 import yaml
 
 from otel_bare_metal import limits
+from otel_bare_metal.server.messages import Response
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +99,7 @@ __all__ = [
     "WebConfig",
     "WebConfigError",
     "WebConfigWatcher",
+    "AuthBusy",
     "check_client_sans",
     "dummy_hash",
     "load_web_config",
@@ -168,37 +187,95 @@ class TLSServerConfig:
     client_allowed_sans: tuple[str, ...] | None = None
 
 
+class AuthBusy(Exception):
+    """The bcrypt check could not start before the request's deadline, or too many requests wait for one."""
+
+
 class _AuthCache:
-    """Bounded LRU set of keyed digests of (user, stored hash, password) that bcrypt accepted.
+    """Bounded LRU sets of keyed digests of (user, stored hash, password): those bcrypt accepted and,
+    apart, those it refused.
 
     The digest is an HMAC with a per-process random key: no password is kept (exporter-toolkit keeps it
     hex-encoded in its cache key) and the lookup's timing tells nothing useful. The stored hash is part of
-    the key, so a changed password invalidates the entry; only successes are cached."""
+    the key, so a changed password invalidates the entry. Refusals have their own cache, so a flood of
+    wrong passwords cannot push the right one out."""
 
-    def __init__(self, size: int = AUTH_CACHE_SIZE):
+    def __init__(self, size: int = AUTH_CACHE_SIZE, failures: int = limits.AUTH_FAILURES_CACHE):
         self._key = secrets.token_bytes(32)
-        self._entries: limits.BoundedCache[bytes, bool] = limits.BoundedCache(size)
+        self._ok: limits.BoundedCache[bytes, bool] = limits.BoundedCache(size)
+        self._bad: limits.BoundedCache[bytes, bool] = limits.BoundedCache(failures)
         self._lock = threading.Lock()
 
     def digest(self, user: bytes, hashed: bytes, password: bytes) -> bytes:
         msg = b"".join(len(part).to_bytes(4, "big") + part for part in (user, hashed, password))
         return hmac.new(self._key, msg, hashlib.sha256).digest()
 
-    def __contains__(self, digest: bytes) -> bool:
+    def lookup(self, digest: bytes) -> bool | None:
+        """True: accepted before; False: refused before; None: not known (a hit counts as a use)."""
         with self._lock:
-            return self._entries.get(digest) is not None  # a hit counts as a use (LRU)
+            if self._ok.get(digest) is not None:
+                return True
+            if self._bad.get(digest) is not None:
+                return False
+        return None
 
-    def add(self, digest: bytes) -> None:
+    def __contains__(self, digest: bytes) -> bool:
+        return self.lookup(digest) is True
+
+    def add(self, digest: bytes, ok: bool = True) -> None:
         with self._lock:
-            self._entries.put(digest, True)
+            (self._ok if ok else self._bad).put(digest, True)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._ok)
+
+    @property
+    def failures(self) -> int:
+        return len(self._bad)
+
+
+class _Gate:
+    """One holder at a time, served in arrival order; at most ``max_waiting`` wait, none past its deadline."""
+
+    def __init__(self, max_waiting: int):
+        self.max_waiting = max_waiting
+        self._lock = threading.Lock()
+        self._held = False
+        self._queue: deque[threading.Event] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    def acquire(self, deadline: float) -> bool:
+        """True when held; False when the queue is full or ``deadline`` (monotonic) passed first."""
+        with self._lock:
+            if not self._held and not self._queue:
+                self._held = True
+                return True
+            if len(self._queue) >= self.max_waiting:
+                return False
+            turn = threading.Event()
+            self._queue.append(turn)
+        if turn.wait(max(0.0, deadline - time.monotonic())):
+            return True
+        with self._lock:
+            if turn.is_set():  # handed over just as the wait ended: keep it
+                return True
+            self._queue.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._lock:
+            if self._queue:
+                self._queue.popleft().set()  # the gate passes straight to the next in line
+            else:
+                self._held = False
 
 
 # bcrypt is CPU-heavy: run one at a time, as exporter-toolkit does, so a flood of bad passwords costs at
 # most one core.
-_bcrypt_lock = threading.Lock()
+_bcrypt_gate = _Gate(limits.AUTH_WAITING)
 
 
 @dataclass(eq=False)
@@ -226,8 +303,10 @@ class WebConfig:
         """The server-side context (built and checked at load), or None when TLS is off."""
         return self._context
 
-    def authorized(self, authorization_header: str | None) -> bool:
-        """Whether an ``Authorization`` header value passes basic auth (always True without users)."""
+    def authorized(self, authorization_header: str | None, deadline: float | None = None) -> bool:
+        """Whether an ``Authorization`` header value passes basic auth (always True without users).
+        Raises :class:`AuthBusy` when a bcrypt check is needed and cannot start before ``deadline``
+        (monotonic; default: :data:`~otel_bare_metal.limits.AUTH_WAIT_SECONDS` from now)."""
         if not self.users:
             return True
         credentials = _parse_basic(authorization_header)
@@ -242,17 +321,21 @@ class WebConfig:
         hashed_pw = stored if known else (self.dummy or dummy_hash(max(map(_bcrypt_cost, self.users.values()))))
         password = password[:72]  # bcrypt's limit; Go's CompareHashAndPassword truncates the same way
         digest = self._cache.digest(user, hashed_pw, password)
-        if known and digest in self._cache:
-            return True
-        with _bcrypt_lock:
+        seen = self._cache.lookup(digest)
+        if seen is not None:
+            return seen and known
+        if not _bcrypt_gate.acquire(time.monotonic() + limits.AUTH_WAIT_SECONDS if deadline is None else deadline):
+            raise AuthBusy("too many requests wait for a password check")
+        try:
             try:
                 ok = bcrypt.checkpw(password, hashed_pw)
             except ValueError:
                 ok = False
-        if ok and known:
-            self._cache.add(digest)
-            return True
-        return False
+        finally:
+            _bcrypt_gate.release()
+        ok = ok and known
+        self._cache.add(digest, ok)
+        return ok
 
 
 def _parse_basic(header: str | None) -> tuple[bytes, bytes] | None:
@@ -316,12 +399,46 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     return _load(os.fspath(path), allow_empty=True)
 
 
-def _load(path: str, allow_empty: bool) -> WebConfig:
+def read_regular_file(path: str, limit: int = limits.WEB_CONFIG_BYTES) -> bytes:
+    """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes. Opened without
+    blocking, so a FIFO (or a device) put in its place is refused instead of waited on. ``OSError``
+    (``ValueError`` for a path with a NUL) on any problem."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
     try:
-        with open(path, "rb") as f:
-            text = f.read()
-    except OSError as e:
-        raise WebConfigError(path, f"cannot read: {e.strerror or e}") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, "not a regular file")
+        if info.st_size > limit:
+            raise OSError(0, f"larger than {limit} bytes")
+        chunks, size = [], 0
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise OSError(0, f"larger than {limit} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _load(path: str, allow_empty: bool) -> WebConfig:
+    """:func:`_load_checked`, with every failure (a NUL in a path, YAML nested too deep, ...) turned
+    into one :class:`WebConfigError`."""
+    try:
+        return _load_checked(path, allow_empty)
+    except WebConfigError:
+        raise
+    except RecursionError:
+        raise WebConfigError(path, "invalid YAML: nested too deeply") from None
+    except Exception as e:
+        raise WebConfigError(path, f"cannot load: {type(e).__name__}: {e}") from None
+
+
+def _load_checked(path: str, allow_empty: bool) -> WebConfig:
+    try:
+        text = read_regular_file(path)
+    except (OSError, ValueError) as e:
+        raise WebConfigError(path, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
@@ -504,10 +621,9 @@ def _build_context(c: _Checker, config: TLSServerConfig) -> ssl.SSLContext:
         if name is None:
             continue
         try:
-            with open(name, "rb"):
-                pass
-        except OSError as e:
-            raise c.fail(f"cannot read {key} {name}: {e.strerror or e}") from None
+            read_regular_file(name)
+        except (OSError, ValueError) as e:
+            raise c.fail(f"cannot read {key} {name}: {getattr(e, 'strerror', None) or e}") from None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.options |= ssl.OP_NO_RENEGOTIATION
     try:
@@ -547,22 +663,42 @@ def _signature(paths: tuple[str, ...]) -> _Signature:
         try:
             st = os.stat(p)
             out.append((p, st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, st.st_ctime_ns))
-        except OSError as e:
-            out.append((p, e.errno))
+        except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+            out.append((p, getattr(e, "errno", None)))
     return tuple(out)
 
 
+class _Request(Protocol):
+    """What :meth:`WebConfigWatcher.authorize` reads of a server request."""
+
+    received: float
+
+    def header(self, name: str, default: str = "") -> str: ...
+
+
 class WebConfigWatcher:
-    """The current :class:`WebConfig` of ``path``, reloaded when the file or a file it names changes.
+    """The current :class:`WebConfig` of ``path``, reloaded off the server's threads when the file or a
+    file it names changes, or when :meth:`reload` asks.
 
     The constructor loads the file and raises :class:`WebConfigError` if it is broken (one line: print
     it and exit 1). Afterwards a broken file never replaces a good config: it is logged once and the
     previous config stays in force until the file is fixed.
+
+    The server is wired to it through :meth:`ssl_context`, :meth:`verify_peer`, :meth:`authorize` and
+    :meth:`response_headers`.
     """
+
+    POLL = 0.25  # seconds between two looks at the reload flag by the loader thread
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = os.fspath(path)
-        self._lock = threading.RLock()  # reentrant: reload() may run in a SIGHUP handler
+        self._lock = threading.Lock()  # one load at a time
+        self._changed = threading.Condition(threading.Lock())  # notified after every load attempt
+        self._attempts = 0
+        self._wanted = threading.Event()  # a stale signature was seen: load now
+        self._flag = False  # set by reload(), which a signal handler calls
+        self._thread: threading.Thread | None = None
+        self._closed = False
         sig = _signature((self.path,))
         self._config = load_web_config(self.path)
         self._watched = (self.path, *self._config.files)
@@ -574,17 +710,73 @@ class WebConfigWatcher:
         return self.current()
 
     def current(self) -> WebConfig:
-        """The config in force, after reloading it if any watched file changed (a few ``stat`` calls)."""
-        if _signature(self._watched) != self._sig:
-            with self._lock:
-                if _signature(self._watched) != self._sig:
-                    self._reload_locked()
+        """The config in force now. Never waits: a change seen here (a few ``stat`` calls) is loaded by
+        the loader thread."""
+        if self._stale():
+            self._kick()
         return self._config
 
-    def reload(self) -> bool:
-        """Re-read the file now (SIGHUP). False, with the error logged, if it is broken."""
+    def fresh(self, deadline: float | None = None) -> WebConfig:
+        """The config in force, after waiting (until ``deadline``, monotonic) for the loader to take in a
+        change seen now. For request threads: what a request is checked against follows the file."""
+        if not self._stale():
+            return self._config
+        with self._changed:
+            seen = self._attempts
+        self._kick()
+        end = time.monotonic() + 5.0 if deadline is None else deadline
+        with self._changed:
+            while self._attempts == seen and (left := end - time.monotonic()) > 0:
+                self._changed.wait(left)
+        return self._config
+
+    def reload(self) -> None:
+        """Ask for a reload (SIGHUP). Safe in a signal handler: it only sets a flag, which the loader
+        thread looks at every :attr:`POLL` seconds."""
+        self._flag = True
+        if self._thread is None:  # not started by a server yet: nothing else would look
+            self._start()
+
+    def reload_now(self) -> bool:
+        """Load the file on this thread now. False, with the error logged, if it is broken."""
         with self._lock:
-            return self._reload_locked()
+            ok = self._reload_locked()
+        with self._changed:
+            self._attempts += 1
+            self._changed.notify_all()
+        return ok
+
+    def close(self) -> None:
+        self._closed = True
+        self._wanted.set()
+
+    def _stale(self) -> bool:
+        return _signature(self._watched) != self._sig
+
+    def _kick(self) -> None:
+        if self._thread is None:
+            self._start()
+        self._wanted.set()
+
+    def _start(self) -> None:
+        with self._changed:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="web-config", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wanted.wait(self.POLL)
+            self._wanted.clear()
+            if self._closed:
+                return
+            if self._flag or self._stale():
+                self._flag = False
+                try:
+                    self.reload_now()
+                except Exception:  # the loader must outlive any bug in one load
+                    log.exception("web config %s: reload failed; keeping the previous configuration", self.path)
 
     def _reload_locked(self) -> bool:
         sig_config = _signature((self.path,))
@@ -603,7 +795,7 @@ class WebConfigWatcher:
         new._cache = old._cache  # entries are keyed by the stored hash, so they stay valid
         self._watched = (self.path, *new.files)
         self._sig = sig_config + _signature(new.files)
-        self._config = new
+        self._config = new  # one assignment: a reader sees the old config or the new one, whole
         if old.auth_enabled and not new.auth_enabled:
             # Most likely a file rewritten in place and read half-way; or meant. Either way, say it loudly.
             log.warning("web config %s reloaded WITHOUT basic auth: every client may now scrape (was %d users);"
@@ -612,6 +804,33 @@ class WebConfigWatcher:
         else:
             log.info("web config %s reloaded (tls=%s, users=%d)", self.path, new.tls_enabled, len(new.users))
         return True
+
+    # --- the server's hooks -------------------------------------------------------------------------
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for a new connection (None: plain HTTP). Never waits."""
+        return self.current().ssl_context()
+
+    def verify_peer(self, tls_sock: ssl.SSLSocket) -> None:
+        """After a handshake: ``ssl.SSLError`` unless the client certificate names one of
+        ``client_allowed_sans`` (when set)."""
+        tls = self._config.tls
+        if tls is not None and tls.client_allowed_sans is not None:
+            _check_sans(tls_sock, tls.client_allowed_sans)
+
+    def authorize(self, request: _Request) -> Response | None:
+        """None when ``request`` may pass; else the response to send (401, or 503 when no bcrypt
+        check can start before the request's deadline)."""
+        deadline = request.received + _wait_budget(request.header("x-prometheus-scrape-timeout-seconds"))
+        try:
+            if self.fresh(deadline).authorized(request.header("authorization") or None, deadline):
+                return None
+        except AuthBusy:
+            return Response(503, b"503 too many password checks at once, try again later\n", headers={"Retry-After": "1"})
+        return Response(401, b"401 Unauthorized\n", headers=dict(UNAUTHORIZED_HEADERS))
+
+    def response_headers(self) -> Mapping[str, str]:
+        return self._config.headers
 
     # Shortcuts on the current config.
     @property
@@ -622,11 +841,17 @@ class WebConfigWatcher:
     def headers(self) -> dict[str, str]:
         return self.current().headers
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        return self.current().ssl_context()
-
     def authorized(self, authorization_header: str | None) -> bool:
-        return self.current().authorized(authorization_header)
+        return self.fresh().authorized(authorization_header)
+
+
+def _wait_budget(header: str) -> float:
+    """Seconds a request may wait for its password check: its scrape timeout, else the default."""
+    try:
+        seconds = float(header)
+    except ValueError:
+        return limits.AUTH_WAIT_SECONDS
+    return min(max(seconds, 0.0), limits.AUTH_WAIT_SECONDS) if seconds == seconds else limits.AUTH_WAIT_SECONDS
 
 
 def check_client_sans(tls_sock: ssl.SSLSocket, allowed: tuple[str, ...]) -> None:

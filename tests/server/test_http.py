@@ -16,13 +16,14 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from otel_bare_metal.exposition.http import HTTPServer, Limits, Response, accepts_gzip
+from otel_bare_metal.server import http as http_module
+from otel_bare_metal.server.http import HTTPServer, Limits, Response, accepts_gzip
 
 
 @contextmanager
-def serving(routes=None, limits=Limits(), scrape_paths=("/metrics",), addresses="127.0.0.1:0", web_config=None):
+def serving(routes=None, limits=Limits(), scrape_paths=("/metrics",), addresses="127.0.0.1:0", **hooks):
     routes = routes if routes is not None else {"/metrics": lambda r: Response(200, b"m 1\n"), "/healthz": lambda r: Response(200, b"OK\n")}
-    server = HTTPServer(addresses, routes, web_config, limits, scrape_paths).start()
+    server = HTTPServer(addresses, routes, limits=limits, scrape_paths=scrape_paths, **hooks).start()
     try:
         yield server
     finally:
@@ -305,7 +306,7 @@ def test_a_client_that_leaves_early_is_a_debug_line_not_a_traceback(caplog, capf
         gone.wait(10)
         return Response(200, b"y" * (8 << 20))
 
-    with caplog.at_level(logging.DEBUG, logger="otel_bare_metal.exposition.http"):
+    with caplog.at_level(logging.DEBUG, logger=http_module.__name__):
         with serving({"/metrics": big}) as server:
             s = socket.create_connection(("127.0.0.1", server.port))
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -365,9 +366,7 @@ def test_shutdown_gives_up_on_a_stuck_request_after_the_grace():
 
 
 def test_max_connections_fits_under_the_open_files_limit(monkeypatch, caplog):
-    from otel_bare_metal.exposition import http as http_module
-
-    monkeypatch.setattr(http_module, "_open_files_limit", lambda: 200)
+    monkeypatch.setattr(http_module, "open_files_limit", lambda: 200)
     with caplog.at_level(logging.INFO, logger=http_module.__name__):
         explicit = HTTPServer("127.0.0.1:0", {}, limits=Limits(max_connections=5000))
         default = HTTPServer("127.0.0.1:0", {})

@@ -23,9 +23,9 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from otel_bare_metal.exposition import webconfig
-from otel_bare_metal.exposition.http import HTTPServer, Limits, Request, Response
-from otel_bare_metal.exposition.webconfig import (
+from otel_bare_metal.server import webconfig
+from otel_bare_metal.server.http import HTTPServer, Limits, Request, Response
+from otel_bare_metal.server.webconfig import (
     WebConfigError,
     WebConfigWatcher,
     load_web_config,
@@ -123,7 +123,11 @@ def _ok(request: Request) -> Response:
 @contextlib.contextmanager
 def serving(watcher: WebConfigWatcher, handshake_timeout: float = 5.0):
     """Serve /metrics and /healthz with ``watcher``; ``handshake_timeout`` bounds handshake plus request head."""
-    server = HTTPServer("127.0.0.1:0", {"/metrics": _ok, "/healthz": _ok}, watcher, Limits(head_timeout=handshake_timeout))
+    server = HTTPServer(
+        "127.0.0.1:0", {"/metrics": _ok, "/healthz": _ok}, limits=Limits(head_timeout=handshake_timeout),
+        ssl_context=watcher.ssl_context, verify_peer=watcher.verify_peer, authorize=watcher.authorize,
+        response_headers=watcher.response_headers,
+    )
     server.start()
     try:
         yield server.port
@@ -404,7 +408,7 @@ def test_long_passwords_are_truncated_like_go(tmp_path):
     assert cfg.authorized(basic("u", long + "ignored"))  # bcrypt only sees 72 bytes
 
 
-def test_successful_checks_are_cached(users_config, monkeypatch):
+def test_checks_are_cached_both_ways(users_config, monkeypatch):
     calls = []
     real = webconfig.bcrypt.checkpw
 
@@ -417,10 +421,67 @@ def test_successful_checks_are_cached(users_config, monkeypatch):
         assert users_config.authorized(basic("alice", "wonderland"))
     assert len(calls) == 1
     for _ in range(3):
-        assert not users_config.authorized(basic("alice", "wrong"))  # failures are never cached
-    assert len(calls) == 4
-    assert not users_config.authorized(basic("nobody", "wonderland"))  # unknown users pay bcrypt too
-    assert len(calls) == 5
+        assert not users_config.authorized(basic("alice", "wrong"))  # a repeated wrong password costs one bcrypt run
+    assert len(calls) == 2
+    for _ in range(3):
+        assert not users_config.authorized(basic("nobody", "wonderland"))  # unknown users pay bcrypt once too
+    assert len(calls) == 3
+    assert users_config.authorized(basic("alice", "wonderland")) and len(calls) == 3
+
+
+def test_a_flood_of_wrong_passwords_does_not_push_the_right_one_out_of_the_cache():
+    cache = webconfig._AuthCache(size=2, failures=3)
+    right = cache.digest(b"u", b"h", b"right")
+    cache.add(right, True)
+    wrong = [cache.digest(b"u", b"h", b"%d" % i) for i in range(10)]
+    for d in wrong:
+        cache.add(d, False)
+    assert cache.lookup(right) is True
+    assert cache.failures == 3 and cache.lookup(wrong[-1]) is False and cache.lookup(wrong[0]) is None
+
+
+def test_the_bcrypt_gate_is_fifo_bounded_in_waiters_and_deadline():
+    gate = webconfig._Gate(max_waiting=2)
+    assert gate.acquire(time.monotonic() + 1)
+    order = []
+
+    def wait(name):
+        if gate.acquire(time.monotonic() + 10):
+            order.append(name)
+            gate.release()
+
+    first = threading.Thread(target=wait, args=("first",))
+    first.start()
+    while gate.waiting < 1:
+        time.sleep(0.01)
+    second = threading.Thread(target=wait, args=("second",))
+    second.start()
+    while gate.waiting < 2:
+        time.sleep(0.01)
+    assert not gate.acquire(time.monotonic() + 10), "a third waiter is refused at once"
+    assert not webconfig._Gate(1).acquire(time.monotonic() - 1) is False  # a free gate is taken even late
+    gate.release()
+    first.join(10)
+    second.join(10)
+    assert order == ["first", "second"]
+    assert gate.acquire(time.monotonic()) and gate.waiting == 0
+    late = []
+    t = threading.Thread(target=lambda: late.append(gate.acquire(time.monotonic() + 0.2)))
+    t.start()
+    t.join(10)
+    assert late == [False] and gate.waiting == 0, "a waiter past its deadline leaves the queue"
+    gate.release()
+
+
+def test_a_request_that_cannot_get_a_bcrypt_check_in_time_gets_503(users_config, monkeypatch):
+    monkeypatch.setattr(webconfig, "_bcrypt_gate", webconfig._Gate(max_waiting=0))
+    assert webconfig._bcrypt_gate.acquire(time.monotonic())  # someone else's check runs
+    try:
+        with pytest.raises(webconfig.AuthBusy):
+            users_config.authorized(basic("alice", "not-cached"))
+    finally:
+        webconfig._bcrypt_gate.release()
+    assert not users_config.authorized(basic("alice", "not-cached"))
 
 
 def test_unknown_users_pay_the_same_bcrypt_cost_as_known_ones(tmp_path, monkeypatch):
@@ -548,6 +609,7 @@ def test_client_allowed_sans(cfgdir, pki):
     with serving(watcher) as port:
         assert https_get(port, "/metrics", client_context(pki, cert="client"))[0] == 200
         tls_config(cfgdir, base + "  client_allowed_sans: [someone.else, 10.0.0.1]\n")
+        watcher.fresh(time.monotonic() + 10)  # the loader has taken the change in
         with pytest.raises(HANDSHAKE_FAILED):
             https_get(port, "/metrics", client_context(pki, cert="client"))
 
@@ -607,7 +669,7 @@ def test_changed_users_apply_on_the_next_request(cfgdir, pki, caplog):
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert len(errors) == 1 and "not a bcrypt hash" in errors[0].getMessage()
         assert "keeping the previous configuration" in errors[0].getMessage()
-        assert watcher.reload() is False  # SIGHUP on a broken file: same
+        assert watcher.reload_now() is False  # SIGHUP on a broken file: same
 
         tls_config(cfgdir, users={"carol": "c"})
         assert https_get(port, "/metrics", ctx, basic("carol", "c"))[0] == 200
@@ -618,9 +680,18 @@ def test_reload_on_demand(tmp_path):
     watcher = WebConfigWatcher(path)
     assert watcher.authorized(basic("a", "1"))
     path.write_text(f"basic_auth_users:\n  b: {hash_pw('2')}\n")
-    assert watcher.reload() is True
+    assert watcher.reload_now() is True
     assert watcher.config.users.keys() == {"b"}
     assert watcher.authorized(basic("b", "2")) and not watcher.authorized(basic("a", "1"))
+
+
+def eventually(check, within: float = 10.0):
+    """The first truthy ``check()`` within ``within`` seconds (reloads happen on the loader thread), or
+    the last falsy one."""
+    end = time.monotonic() + within
+    while not (result := check()) and time.monotonic() < end:
+        time.sleep(0.05)
+    return result
 
 
 def test_renewed_certificate_applies_to_new_connections(cfgdir, pki):
@@ -635,8 +706,9 @@ def test_renewed_certificate_applies_to_new_connections(cfgdir, pki):
         for f in ("server.key", "server.crt"):
             st = (cfgdir / f).stat()
             os.utime(cfgdir / f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-        second = https_get(port, "/healthz", ctx)[3]["serialNumber"]
-        assert first != second
+        # The connection that sees the change is served with the certificate in force; the loader thread
+        # takes the new one in meanwhile, and the next connections get it.
+        assert eventually(lambda: https_get(port, "/healthz", ctx)[3]["serialNumber"] != first)
 
 
 def test_half_written_certificate_keeps_the_old_one(cfgdir, pki, caplog):
@@ -648,11 +720,12 @@ def test_half_written_certificate_keeps_the_old_one(cfgdir, pki, caplog):
         with caplog.at_level(logging.ERROR, logger=webconfig.__name__):
             shutil.copy(pki / "server2.crt", cfgdir / "server.crt")  # key not yet replaced: mismatch
             assert https_get(port, "/healthz", ctx)[3]["serialNumber"] == first
-        assert "does not match" in caplog.text
+            assert eventually(lambda: "does not match" in caplog.text)
+            assert https_get(port, "/healthz", ctx)[3]["serialNumber"] == first
         shutil.copy(pki / "server2.key", cfgdir / "server.key")
         st = (cfgdir / "server.key").stat()
         os.utime(cfgdir / "server.key", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-        assert https_get(port, "/healthz", ctx)[3]["serialNumber"] != first
+        assert eventually(lambda: https_get(port, "/healthz", ctx)[3]["serialNumber"] != first)
 
 
 def test_a_file_emptied_at_reload_keeps_the_previous_config(tmp_path, caplog):
@@ -672,7 +745,7 @@ def test_a_reload_that_turns_auth_off_is_a_warning(tmp_path, caplog):
     watcher = WebConfigWatcher(path)
     write_config(path, "http_server_config:\n  headers:\n    X-Frame-Options: deny\n")  # e.g. cut short
     with caplog.at_level(logging.INFO, logger=webconfig.__name__):
-        assert watcher.reload() is True
+        assert watcher.reload_now() is True
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "WITHOUT basic auth" in warnings[0].getMessage()
     assert "atomically" in warnings[0].getMessage()
@@ -680,7 +753,7 @@ def test_a_reload_that_turns_auth_off_is_a_warning(tmp_path, caplog):
     caplog.clear()
     write_config(path, f"basic_auth_users:\n  a: {hash_pw('1')}\n")
     with caplog.at_level(logging.INFO, logger=webconfig.__name__):
-        assert watcher.reload() is True
+        assert watcher.reload_now() is True
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
@@ -689,7 +762,7 @@ def test_tls_cannot_be_switched_by_reload(cfgdir, caplog):
     watcher = WebConfigWatcher(path)
     write_config(path, "{}\n")
     with caplog.at_level(logging.ERROR, logger=webconfig.__name__):
-        assert watcher.reload() is False
+        assert watcher.reload_now() is False
     assert "cannot be switched by a reload" in caplog.text
     assert watcher.tls_enabled
 
