@@ -677,7 +677,7 @@ class HTTPServer:
                 log.debug("request refused", extra={"client": conn.peer, "status": e.status, "reason": str(e)})
                 data = _error_bytes(conn.h11, e.status, f"{e.status} {e}")
             else:
-                close = has_body or conn.eof  # a body is never read
+                close = has_body or self._half_closed(conn)  # a body is never read
                 if request.method not in ("GET", "HEAD"):
                     close = True
                     response = Response(405, b"405 method not allowed\n", headers={"Allow": "GET, HEAD"})
@@ -699,6 +699,18 @@ class HTTPServer:
             conn.h11.start_next_cycle()
             return True
         return False
+
+    @staticmethod
+    def _half_closed(conn: _Conn) -> bool:
+        """Whether the client has shut down its sending side after this request (then its answer closes
+        the connection; pipelined requests read before the end are answered first)."""
+        if not conn.eof and not isinstance(conn.sock, ssl.SSLSocket):  # no peeking under TLS
+            try:
+                conn.sock.setblocking(False)  # else Python polls for up to the socket's timeout first
+                conn.eof = conn.sock.recv(1, socket.MSG_PEEK) == b""
+            except OSError:  # nothing there yet (EAGAIN), or reset: the send will tell
+                pass
+        return conn.eof and not conn.h11.trailing_data[0]
 
     def _request(self, conn: _Conn, event: h11.Request) -> tuple[Request, bool]:
         """The route's view of ``event`` and whether a body follows; :class:`_BadRequest` for what
