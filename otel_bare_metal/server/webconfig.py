@@ -49,14 +49,14 @@ off needs a restart (exporter-toolkit decides TLS or plain once, at start, too):
 is refused with an error. A reload that turns basic auth off (no ``basic_auth_users`` left) is applied,
 with a warning.
 
-Basic auth under load: bcrypt checks run one at a time (a flood of bad passwords costs at most one core),
-in arrival order; at most :data:`~otel_bare_metal.limits.AUTH_WAITING` requests wait for one, each no longer
-than its deadline (its ``X-Prometheus-Scrape-Timeout-Seconds``, else 10 s); past either bound the request
-gets ``503`` at once. Accepted and refused credentials are both remembered (keyed HMACs, in two bounded
-caches, so refusals cannot push out the right password), so a repeated wrong password costs no bcrypt run.
-A right password arriving behind a burst of distinct wrong ones therefore waits for at most
-``AUTH_WAITING`` + 1 bcrypt checks, or gets ``503`` at once when the queue is full (bench/auth_burst.py
-measures it).
+Basic auth under load: bcrypt checks run one at a time (a flood of bad passwords costs at most one core).
+At most :data:`~otel_bare_metal.limits.AUTH_WAITING` requests wait for one, each no longer than its deadline
+(its ``X-Prometheus-Scrape-Timeout-Seconds``, else 10 s); the newest waiter is checked first and a full
+queue pushes its oldest waiter out; a request pushed out or past its deadline gets ``503``. Accepted and
+refused credentials are both remembered (keyed HMACs, in two bounded caches, so refusals cannot push out
+the right password), so a repeated wrong password costs no bcrypt run. The right password sent after a
+burst of distinct wrong ones is therefore checked after at most the one check running when it arrives,
+unless more new credentials arrive while it waits (bench/auth_burst.py measures it).
 
 Replace the file atomically: write a temporary file in the same directory, then ``mv`` it over the old
 one (``rename(2)``), as Kubernetes does for mounted Secrets. A file rewritten in place can be read
@@ -234,41 +234,54 @@ class _AuthCache:
         return len(self._bad)
 
 
+class _Waiter:
+    __slots__ = ("turn", "granted")
+
+    def __init__(self) -> None:
+        self.turn = threading.Event()
+        self.granted = False  # set with ``turn``: True handed the gate, False pushed out of the queue
+
+
 class _Gate:
-    """One holder at a time, served in arrival order; at most ``max_waiting`` wait, none past its deadline."""
+    """One holder at a time; at most ``max_waiting`` wait, none past its deadline. The newest waiter goes
+    first and, when the queue is full, the oldest is pushed out: after a burst, the request that comes
+    next (the scraper's) is checked next instead of behind the whole burst."""
 
     def __init__(self, max_waiting: int):
         self.max_waiting = max_waiting
         self._lock = threading.Lock()
         self._held = False
-        self._queue: deque[threading.Event] = deque()
+        self._queue: deque[_Waiter] = deque()  # oldest on the left
 
     @property
     def waiting(self) -> int:
         return len(self._queue)
 
     def acquire(self, deadline: float) -> bool:
-        """True when held; False when the queue is full or ``deadline`` (monotonic) passed first."""
+        """True when held; False when pushed out of a full queue or ``deadline`` (monotonic) passed first."""
         with self._lock:
             if not self._held and not self._queue:
                 self._held = True
                 return True
-            if len(self._queue) >= self.max_waiting:
+            if self.max_waiting <= 0:
                 return False
-            turn = threading.Event()
-            self._queue.append(turn)
-        if turn.wait(max(0.0, deadline - time.monotonic())):
-            return True
+            if len(self._queue) >= self.max_waiting:
+                self._queue.popleft().turn.set()  # granted stays False: refused
+            me = _Waiter()
+            self._queue.append(me)
+        me.turn.wait(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            if turn.is_set():  # handed over just as the wait ended: keep it
-                return True
-            self._queue.remove(turn)
+            if me.turn.is_set():
+                return me.granted
+            self._queue.remove(me)
             return False
 
     def release(self) -> None:
         with self._lock:
             if self._queue:
-                self._queue.popleft().set()  # the gate passes straight to the next in line
+                waiter = self._queue.pop()  # the newest: the gate passes straight to it
+                waiter.granted = True
+                waiter.turn.set()
             else:
                 self._held = False
 

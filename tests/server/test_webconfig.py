@@ -440,30 +440,31 @@ def test_a_flood_of_wrong_passwords_does_not_push_the_right_one_out_of_the_cache
     assert cache.failures == 3 and cache.lookup(wrong[-1]) is False and cache.lookup(wrong[0]) is None
 
 
-def test_the_bcrypt_gate_is_fifo_bounded_in_waiters_and_deadline():
+def test_the_bcrypt_gate_serves_the_newest_first_and_is_bounded_in_waiters_and_deadline():
     gate = webconfig._Gate(max_waiting=2)
     assert gate.acquire(time.monotonic() + 1)
-    order = []
+    got = {}
 
     def wait(name):
-        if gate.acquire(time.monotonic() + 10):
-            order.append(name)
+        got[name] = gate.acquire(time.monotonic() + 10)
+        if got[name]:
+            got[name + " order"] = len([k for k in got if k.endswith(" order")])
             gate.release()
 
-    first = threading.Thread(target=wait, args=("first",))
-    first.start()
-    while gate.waiting < 1:
-        time.sleep(0.01)
-    second = threading.Thread(target=wait, args=("second",))
-    second.start()
-    while gate.waiting < 2:
-        time.sleep(0.01)
-    assert not gate.acquire(time.monotonic() + 10), "a third waiter is refused at once"
-    assert not webconfig._Gate(1).acquire(time.monotonic() - 1) is False  # a free gate is taken even late
+    threads = {}
+    for n, name in enumerate(("oldest", "middle", "newest"), 1):
+        threads[name] = threading.Thread(target=wait, args=(name,))
+        threads[name].start()
+        deadline = time.monotonic() + 10
+        while gate.waiting < min(n, 2) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if name == "newest":  # the queue was full: the oldest was pushed out
+            threads["oldest"].join(10)
+            assert got["oldest"] is False
     gate.release()
-    first.join(10)
-    second.join(10)
-    assert order == ["first", "second"]
+    for t in threads.values():
+        t.join(10)
+    assert got["newest"] and got["middle"] and got["newest order"] < got["middle order"], got
     assert gate.acquire(time.monotonic()) and gate.waiting == 0
     late = []
     t = threading.Thread(target=lambda: late.append(gate.acquire(time.monotonic() + 0.2)))
@@ -471,6 +472,7 @@ def test_the_bcrypt_gate_is_fifo_bounded_in_waiters_and_deadline():
     t.join(10)
     assert late == [False] and gate.waiting == 0, "a waiter past its deadline leaves the queue"
     gate.release()
+    assert webconfig._Gate(max_waiting=0).acquire(time.monotonic() - 1), "a free gate is taken even late"
 
 
 def test_a_request_that_cannot_get_a_bcrypt_check_in_time_gets_503(users_config, monkeypatch):
