@@ -20,7 +20,9 @@ How it stays up under slow or hostile clients:
   has ``head_timeout`` to finish it. Past its deadline a connection is closed.
 * **A bounded head, parsed once.** Each read is fed to the connection's h11 parser, which searches for
   the end of the head only in what it has not searched yet, so a head sent a byte at a time costs time
-  linear in its size. A head larger than :attr:`Limits.max_header_bytes` gets ``431`` and the
+  linear in its size; and a head still incomplete after a few small reads rests 20 ms between reads, so a
+  client sending one byte per segment wakes the server 50 times a second, not once per byte. A head
+  larger than :attr:`Limits.max_header_bytes` gets ``431`` and the
   connection is closed, so buffered bytes per connection are bounded.
 * **Refused as RFC 9112 says.** A malformed request line or header, a TAB or CR in the
   request-target, a bad or repeated ``Content-Length``, a missing or repeated ``Host`` (HTTP/1.1) and
@@ -153,12 +155,18 @@ _BACKOFF_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # front thread: long enough for a client that asks again as soon as it has read the answer.
 NEXT_REQUEST_WAIT = 0.002
 _READ_SIZE = 16384
+# A head still incomplete after this many reads, whose last read was this small, is being trickled: its
+# connection rests for PARK_SECONDS before it is read again, so bytes sent one per segment are read in
+# batches instead of one wake-up each (a head in one or two segments, as clients send them, never rests).
+TRICKLE_READS = 4
+TRICKLE_BYTES = 512
+PARK_SECONDS = 0.02
 
 
 class _Conn:
     """A client connection and its HTTP/1.1 state (the h11 parser holds what was read of the next head)."""
 
-    __slots__ = ("sock", "peer", "h11", "deadline", "started", "handshaking", "events", "eof")
+    __slots__ = ("sock", "peer", "h11", "deadline", "started", "handshaking", "events", "eof", "reads")
 
     def __init__(self, sock: socket.socket, peer: str, deadline: float, max_head: int):
         self.sock = sock
@@ -169,6 +177,7 @@ class _Conn:
         self.handshaking = False
         self.events = 0
         self.eof = False  # the client shut down its sending side
+        self.reads = 0  # reads of the current head
 
 
 class _BadRequest(Exception):
@@ -275,6 +284,7 @@ class HTTPServer:
         self._returned: deque[_Conn] = deque()  # handed back by request threads
         self._waiting: dict[int, _Conn] = {}  # registered in the selector, keyed by descriptor
         self._idle: dict[_Conn, None] = {}  # waiting and silent since accepted or since their last response, oldest first
+        self._parked: dict[_Conn, float] = {}  # trickling heads resting until a time, earliest first
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
         self._open = 0  # connections open, waiting or in a request thread
@@ -361,7 +371,10 @@ class HTTPServer:
                     self._paused_until = 0.0
                     for sock in self._listeners:
                         self._selector.register(sock, selectors.EVENT_READ, _LISTENER)
-                for key, _ in self._selector.select(timeout=0.25):
+                timeout = 0.25
+                if self._parked:
+                    timeout = min(timeout, max(0.0, next(iter(self._parked.values())) - now))
+                for key, _ in self._selector.select(timeout=timeout):
                     if self._stopping:
                         break
                     try:
@@ -377,6 +390,12 @@ class HTTPServer:
                         if isinstance(key.data, _Conn):
                             self._close(key.data)
                 now = time.monotonic()
+                while self._parked:
+                    conn, until = next(iter(self._parked.items()))
+                    if until > now:
+                        break
+                    del self._parked[conn]
+                    self._watch(conn, selectors.EVENT_READ)
                 if now >= next_sweep:
                     self._sweep(now)
                     next_sweep = now + 0.25
@@ -391,7 +410,7 @@ class HTTPServer:
                 sock.close()
             except OSError:
                 pass
-        for conn in list(self._waiting.values()):
+        for conn in [*self._waiting.values(), *self._parked]:
             self._close(conn)
         while self._returned:
             self._close(self._returned.popleft())
@@ -488,6 +507,7 @@ class HTTPServer:
 
     def _close(self, conn: _Conn) -> None:
         self._idle.pop(conn, None)
+        self._parked.pop(conn, None)
         try:
             if conn.sock.fileno() >= 0:
                 self._unwatch(conn)
@@ -516,7 +536,7 @@ class HTTPServer:
                 self._idle[conn] = None
 
     def _sweep(self, now: float) -> None:
-        for conn in [c for c in self._waiting.values() if c.deadline <= now]:
+        for conn in [c for c in (*self._waiting.values(), *self._parked) if c.deadline <= now]:
             log.debug("request head deadline passed; closing", extra={"client": conn.peer, "started": conn.started})
             self._close(conn)
 
@@ -567,23 +587,30 @@ class HTTPServer:
             if len(data) < _READ_SIZE and not isinstance(conn.sock, ssl.SSLSocket):
                 break  # the kernel had no more: save a read that would only say so
         self._watch(conn, selectors.EVENT_READ)
-        self._check_head(conn)
+        if self._check_head(conn) and conn.started:
+            conn.reads += 1
+            if conn.reads >= TRICKLE_READS and read < TRICKLE_BYTES:
+                self._unwatch(conn)
+                self._parked[conn] = time.monotonic() + PARK_SECONDS
 
-    def _check_head(self, conn: _Conn) -> None:
+    def _check_head(self, conn: _Conn) -> bool:
+        """Start a request thread if ``conn`` has a complete head; True while it still needs bytes."""
         try:
             event = conn.h11.next_event()
         except h11.RemoteProtocolError as e:
             self._refuse(conn, e.error_status_hint, str(e))
-            return
+            return False
         if event is h11.NEED_DATA:
             if conn.eof:
                 self._close(conn)
-            return
+                return False
+            return True
         if not isinstance(event, h11.Request):  # ConnectionClosed: a client that left between requests
             self._close(conn)
-            return
+            return False
         self._unwatch(conn)
         conn.started = False
+        conn.reads = 0
         with self._lock:
             self._busy += 1
         try:
@@ -593,6 +620,7 @@ class HTTPServer:
                 self._busy -= 1
             log.warning("cannot start a request thread", extra={"err": str(e)})
             self._refuse(conn, 503, "Service Unavailable")
+        return False
 
     def _refuse(self, conn: _Conn, status: int, text: str) -> None:
         log.debug("request refused", extra={"client": conn.peer, "status": status, "reason": text})

@@ -263,3 +263,20 @@ def test_a_socket_that_is_not_listening_is_refused():
         sock.bind(("127.0.0.1", 0))
         with pytest.raises(ValueError, match="not listening"):
             HTTPServer([sock], {})
+
+
+# --- heads trickled a byte per segment (row 10: the CPU figure is bench/head_trickle.py's) ----------
+
+
+def test_a_head_sent_one_byte_per_segment_is_read_whole_and_answered():
+    raw = b"GET /metrics HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 40) for i in range(40)) + b"\r\n"
+    with serving() as server, socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(raw)):
+            s.send(raw[i:i + 1])
+            if i % 200 == 0:
+                time.sleep(0.01)  # let the server read mid-head, so it rests between reads
+        reply = s.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"m 1\n")
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")  # the next head, in one segment, on the same connection
+        assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
