@@ -69,3 +69,12 @@ def test_the_app_knows_no_collector_by_name():
     text = (PKG / "app.py").read_text().lower()
     assert "hdhomerun" not in text and "probe" not in text.replace("liveness probe", "")
     assert not {m for m in imported_modules(PKG / "app.py") if m.startswith("otel_bare_metal.collectors")}
+
+
+def test_the_http_transport_never_imports_the_web_config_format():
+    """TLS and auth reach the server as callables; its modules know nothing of --web.config.file."""
+    transport = [p for p in sorted((PKG / "server").glob("*.py")) if p.name not in ("webconfig.py", "__init__.py")]
+    assert transport, "no server modules found"
+    for path in transport:
+        bad = {m for m in imported_modules(path) if m.endswith("webconfig") or m in ("yaml", "bcrypt")}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
