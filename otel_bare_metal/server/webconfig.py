@@ -79,6 +79,7 @@ import ssl
 import stat
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
@@ -717,6 +718,7 @@ class WebConfigWatcher:
         self._watched = (self.path, *self._config.files)
         # Stat the named files now: a change between reading the config and here is picked up next time.
         self._sig = sig + _signature(self._config.files)
+        self._start()
 
     @property
     def config(self) -> WebConfig:
@@ -747,8 +749,6 @@ class WebConfigWatcher:
         """Ask for a reload (SIGHUP). Safe in a signal handler: it only sets a flag, which the loader
         thread looks at every :attr:`POLL` seconds."""
         self._flag = True
-        if self._thread is None:  # not started by a server yet: nothing else would look
-            self._start()
 
     def reload_now(self) -> bool:
         """Load the file on this thread now. False, with the error logged, if it is broken."""
@@ -760,6 +760,7 @@ class WebConfigWatcher:
         return ok
 
     def close(self) -> None:
+        """Stop the loader thread (it also ends by itself once the watcher is garbage)."""
         self._closed = True
         self._wanted.set()
 
@@ -767,29 +768,29 @@ class WebConfigWatcher:
         return _signature(self._watched) != self._sig
 
     def _kick(self) -> None:
-        if self._thread is None:
-            self._start()
         self._wanted.set()
 
     def _start(self) -> None:
-        with self._changed:
-            if self._thread is not None:
-                return
-            self._thread = threading.Thread(target=self._run, name="web-config", daemon=True)
+        # The thread holds the watcher weakly: a watcher nobody uses any more takes its thread with it.
+        self._thread = threading.Thread(target=WebConfigWatcher._run, args=(weakref.ref(self), self._wanted),
+                                        name="web-config", daemon=True)  # fmt: skip
         self._thread.start()
 
-    def _run(self) -> None:
-        while not self._closed:
-            self._wanted.wait(self.POLL)
-            self._wanted.clear()
-            if self._closed:
+    @staticmethod
+    def _run(ref: "weakref.ref[WebConfigWatcher]", wanted: threading.Event) -> None:
+        while True:
+            wanted.wait(WebConfigWatcher.POLL)
+            wanted.clear()
+            watcher = ref()
+            if watcher is None or watcher._closed:
                 return
-            if self._flag or self._stale():
-                self._flag = False
+            if watcher._flag or watcher._stale():
+                watcher._flag = False
                 try:
-                    self.reload_now()
+                    watcher.reload_now()
                 except Exception:  # the loader must outlive any bug in one load
-                    log.exception("web config %s: reload failed; keeping the previous configuration", self.path)
+                    log.exception("web config %s: reload failed; keeping the previous configuration", watcher.path)
+            del watcher
 
     def _reload_locked(self) -> bool:
         sig_config = _signature((self.path,))

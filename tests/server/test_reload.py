@@ -15,6 +15,7 @@ import time
 import pytest
 
 from otel_bare_metal.server import webconfig
+from otel_bare_metal.server.http import Limits
 from otel_bare_metal.server.webconfig import WebConfigError, WebConfigWatcher, load_web_config
 
 from helpers import ROOT, fetch, free_port, stop_process, wait_for_http
@@ -156,3 +157,26 @@ def test_a_broken_file_at_start_is_one_line_and_exit_1(tmp_path):
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "web config" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_a_broken_file_without_sighup_neither_resets_connections_nor_leaks_slots(tmp_path, caplog):
+    """A NUL in cert_file, seen by the per-connection check, used to reset every connection and leak its
+    slot: with --web.max-connections 20 everything was refused for good, even after the fix."""
+    path = write_config(tmp_path / "web.yml", f"basic_auth_users:\n  a: {hash_pw('1')}\n")
+    watcher = WebConfigWatcher(path)
+    hooks = dict(ssl_context=watcher.ssl_context, verify_peer=watcher.verify_peer, authorize=watcher.authorize,
+                 response_headers=watcher.response_headers)  # fmt: skip
+    auth = {"Authorization": basic("a", "1")}
+    try:
+        with caplog.at_level(logging.ERROR, logger=webconfig.__name__):
+            with serving(limits=Limits(max_connections=3), **hooks) as server:
+                write_config(path, BROKEN["nul-in-cert-file"])
+                for _ in range(10):
+                    assert get(server.port, headers=auth)[0] == 200
+                assert eventually(lambda: server.open_connections == 0)
+                write_config(path, f"basic_auth_users:\n  b: {hash_pw('2')}\n")  # fixed
+                assert eventually(lambda: get(server.port, headers={"Authorization": basic("b", "2")})[0] == 200)
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "keeping the previous configuration" in errors[0].getMessage()
+    finally:
+        watcher.close()
