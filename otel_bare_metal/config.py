@@ -84,8 +84,9 @@ FLAGS: list[Flag] = [
          field="disable_exporter_metrics"),
     Flag("--web.max-requests", 40, "Maximum number of parallel scrape requests. Use 0 to disable.", field="max_requests",
          parse=count, metavar="N"),
-    Flag("--web.max-connections", 2048, "Maximum number of simultaneous connections across all listeners; past it new "
-         "connections are closed at once. 0: as many as the open files limit allows.", field="max_connections",
+    Flag("--web.max-connections", 2048, "Maximum number of simultaneous connections across all listeners; when all are "
+         "taken the one idle longest is closed to make room, else the new one. 0: as many as the open files limit "
+         "allows.", field="max_connections",
          parse=count, metavar="N"),
     Flag("--timeout-offset", 0.5, "Time to subtract from Prometheus's X-Prometheus-Scrape-Timeout-Seconds "
          "(blackbox_exporter's flag; without the header a scrape may take 10s less this).", field="timeout_offset"),
