@@ -6,7 +6,7 @@ before the right one is sent; reported: how long the right request took, its sta
 got (401: checked and refused; 503: no bcrypt check could start in time, or the queue was full).
 Loopback only; every read is bounded by --timeout.
 
-    .venv/bin/python bench/auth_burst.py [--burst 1000] [--tree DIR]
+    .venv/bin/python bench/auth_burst.py [--burst 1000] [--tree DIR] [--node]
 
 ``--tree DIR`` measures the exporter of another source tree the same way (e.g. the previous version).
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 import bcrypt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import free_port, ours, server  # noqa: E402
+from common import free_port, node_exporter, ours, server  # noqa: E402
 
 
 def _auth(user: str, password: str) -> bytes:
@@ -64,7 +64,7 @@ def burst(port: int, n: int, timeout: float) -> dict:
     return {"right_status": status, "right_seconds": latency, "burst": dict(counts)}
 
 
-def measure(n: int, timeout: float, tree: str | None) -> list[dict]:
+def measure(n: int, timeout: float, tree: str | None, node: bool = False) -> list[dict]:
     try:
         import resource
 
@@ -90,6 +90,12 @@ def measure(n: int, timeout: float, tree: str | None) -> list[dict]:
                 row = burst(port, n, timeout)
             row.update(server=label, one_check_seconds=one_check, burst_size=n)
             rows.append(row)
+        if node:
+            port = free_port()
+            with server(node_exporter(port, f"--web.config.file={config}"), port, ready_path="/"):
+                row = burst(port, n, timeout)
+            row.update(server="node_exporter", one_check_seconds=one_check, burst_size=n)
+            rows.append(row)
     return rows
 
 
@@ -108,8 +114,9 @@ def main() -> int:
     p.add_argument("--burst", type=int, default=1000)
     p.add_argument("--timeout", type=float, default=30.0, help="longest wait for any one answer (default 30 s)")
     p.add_argument("--tree", help="also measure the exporter of this source tree")
+    p.add_argument("--node", action="store_true", help="also measure node_exporter with the same web config")
     args = p.parse_args()
-    print(table(measure(args.burst, args.timeout, args.tree)))
+    print(table(measure(args.burst, args.timeout, args.tree, args.node)))
     return 0
 
 

@@ -7,7 +7,7 @@ answer and starts again. A server that rescans the whole buffered head on every 
 quadratic in the head's size; one that scans only the new bytes, linear. Reported: the server's CPU use
 (percent of one core) during the trickle and at rest, and scrapes answered meanwhile.
 
-    .venv/bin/python bench/head_trickle.py [--connections 4] [--rate 10000] [--seconds 20] [--tree DIR]
+    .venv/bin/python bench/head_trickle.py [--connections 4] [--rate 10000] [--seconds 20] [--tree DIR] [--node]
 
 Loopback only; every loop is bounded by --seconds.
 """
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_seconds, free_port, ours, scrape_for, server  # noqa: E402
+from common import cpu_seconds, free_port, node_exporter, ours, scrape_for, server  # noqa: E402
 
 
 def trickle(port: int, stop: threading.Event, rate: float, head_bytes: int, sent: list[int]) -> None:
@@ -87,6 +87,10 @@ def measure(args: argparse.Namespace) -> list[dict]:
         env, cwd = ({"PYTHONPATH": os.path.abspath(tree)}, os.path.abspath(tree)) if tree else (None, None)
         with server(ours(port, "--no-collector.filesystem"), port, env=env, cwd=cwd) as proc:
             rows.append(measure_one(label, port, proc, args))
+    if args.node:
+        port = free_port()
+        with server(node_exporter(port), port) as proc:
+            rows.append(measure_one("node_exporter", port, proc, args))
     return rows
 
 
@@ -105,6 +109,7 @@ def main() -> int:
     p.add_argument("--head-bytes", type=int, default=30000, help="head size before it is finished (default 30 000)")
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--tree", help="also measure the exporter of this source tree")
+    p.add_argument("--node", action="store_true", help="also measure node_exporter under the same trickle")
     args = p.parse_args()
     print(table(measure(args)))
     return 0

@@ -56,12 +56,14 @@ def split_target(method: str, target: str) -> tuple[str, dict[str, list[str]]]:
     else:
         path, _, query = target.partition("?")
         path = path.partition("#")[0]
-    return path, parse_qs(query)
+    return path, parse_qs(query) if query else {}
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
     """Whether an ``Accept-Encoding`` value allows gzip (RFC 9110 §12.5.3: ``q=0`` means "not acceptable";
     ``*`` covers gzip unless gzip is listed on its own)."""
+    if not accept_encoding:
+        return False
     gzip_q: float | None = None
     star_q: float | None = None
     for item in accept_encoding.split(","):

@@ -23,6 +23,8 @@ from test_http import closed_by_server, get, serving
 def exchange(port: int, raw: bytes, half_close: bool = False) -> bytes:
     """Send ``raw`` on a new connection and read until the server closes it (at most 5 s)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        if half_close and hasattr(socket, "TCP_CORK"):  # Linux: the request and the FIN leave in one segment
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
         s.sendall(raw)
         if half_close:
             s.shutdown(socket.SHUT_WR)
