@@ -27,7 +27,7 @@ How it stays up under slow or hostile clients:
   larger than :attr:`Limits.max_header_bytes` gets ``431`` and the
   connection is closed, so buffered bytes per connection are bounded.
 * **Refused as RFC 9112 says.** A malformed request line or header, a TAB or CR in the
-  request-target, a bad or repeated ``Content-Length``, a missing or repeated ``Host`` (HTTP/1.1) and
+  request-target, a bad or conflicting ``Content-Length``, a missing or repeated ``Host`` (HTTP/1.1) and
   an unparsable absolute-form target all get ``400`` and a close.
 * **A bounded number of connections** (``--web.max-connections``, across all listeners). When all are
   taken, a new connection makes room by closing the connection that has been idle longest: one that has
