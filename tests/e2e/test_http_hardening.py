@@ -165,3 +165,20 @@ def test_a_big_request_head_gets_431_and_gzip_q0_is_honoured():
         assert status == 200 and "content-encoding" not in headers
         status, headers, _ = fetch(f"{base}/metrics", headers={"Accept-Encoding": "gzip"})
         assert headers.get("content-encoding") == "gzip"
+
+
+def test_idle_connections_holding_every_slot_do_not_keep_scrapes_out():
+    """Issue 21 row 7: with --web.max-connections 20, 30 connections that never send a byte used to
+    refuse every scrape; the connections idle longest now make room."""
+    port = free_port()
+    proc = _start(f"--web.listen-address=127.0.0.1:{port}", "--web.max-connections=20", "--no-collector.filesystem")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
+        with ExitStack() as stack:
+            for _ in range(30):
+                stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=10))
+            time.sleep(0.5)  # all accepted by now
+            statuses = [fetch(f"http://127.0.0.1:{port}/metrics", timeout=10)[0] for _ in range(10)]
+        assert statuses == [200] * 10
+    finally:
+        stop_process(proc)
