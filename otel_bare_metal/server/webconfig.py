@@ -734,15 +734,16 @@ class WebConfigWatcher:
     def fresh(self, deadline: float | None = None) -> WebConfig:
         """The config in force, after waiting (until ``deadline``, monotonic) for the loader to take in a
         change seen now. For request threads: what a request is checked against follows the file."""
-        if not self._stale():
-            return self._config
-        with self._changed:
-            seen = self._attempts
-        self._kick()
         end = time.monotonic() + 5.0 if deadline is None else deadline
-        with self._changed:
-            while self._attempts == seen and (left := end - time.monotonic()) > 0:
-                self._changed.wait(left)
+        while self._stale():  # again after each attempt: the file may have changed during a load
+            with self._changed:
+                seen = self._attempts
+            self._kick()
+            with self._changed:
+                while self._attempts == seen and (left := end - time.monotonic()) > 0:
+                    self._changed.wait(left)
+            if time.monotonic() >= end:
+                break
         return self._config
 
     def reload(self) -> None:
