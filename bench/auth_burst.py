@@ -80,8 +80,8 @@ def measure(n: int, timeout: float, tree: str | None, node: bool = False) -> lis
         start = time.monotonic()
         bcrypt.checkpw(b"x", hashed.encode())
         one_check = time.monotonic() - start
-        for label, where in (("this tree", None), (f"--tree {tree}", tree)):
-            if label != "this tree" and not tree:
+        for label, where in (("otel-bare-metal", None), (f"otel-bare-metal ({tree})", tree)):
+            if where is None and label != "otel-bare-metal":
                 continue
             port = free_port()
             env, cwd = ({"PYTHONPATH": os.path.abspath(where)}, os.path.abspath(where)) if where else (None, None)

@@ -80,8 +80,8 @@ def measure_one(label: str, port: int, proc, args: argparse.Namespace) -> dict:
 
 def measure(args: argparse.Namespace) -> list[dict]:
     rows = []
-    for label, tree in (("this tree", None), (f"--tree {args.tree}", args.tree)):
-        if label != "this tree" and not tree:
+    for label, tree in (("otel-bare-metal", None), (f"otel-bare-metal ({args.tree})", args.tree)):
+        if tree is None and label != "otel-bare-metal":
             continue
         port = free_port()
         env, cwd = ({"PYTHONPATH": os.path.abspath(tree)}, os.path.abspath(tree)) if tree else (None, None)

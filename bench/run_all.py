@@ -30,11 +30,14 @@ import probe_memory  # noqa: E402
 import scale  # noqa: E402
 import scrape_deadline  # noqa: E402
 import slowloris  # noqa: E402
+import auth_burst  # noqa: E402
+import head_trickle  # noqa: E402
 import soak  # noqa: E402
 import throughput  # noqa: E402
 from common import ROOT  # noqa: E402
 
-PARTS = ("throughput", "scale", "breakdown", "fanout", "deadline", "memory", "probes", "mounts", "soak", "slowloris")
+PARTS = ("throughput", "scale", "breakdown", "fanout", "deadline", "memory", "probes", "mounts", "soak", "slowloris",
+         "trickle", "auth")
 RATIO_TARGET, RATIO_STRETCH = 0.5, 1.0
 FANOUT_DEVICES, FANOUT_LATENCY, FANOUT_FACTOR = 100, 0.05, 1.5
 
@@ -287,6 +290,18 @@ def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, 
                 "(failures counted at 5 s) while 1 000 connections trickle one header byte a second, then while 60 "
                 "connections send 99 header lines of 64 KB and trickle the 100th; closed attack connections are "
                 "reopened. Each exporter runs alone under the same attacks.", "", slowloris.table(w)]
+    t = results.get("trickle")
+    if t:
+        doc += ["", "## Request heads a byte per segment", "",
+                "`bench/head_trickle.py`: four connections each send a 30 KB request head one byte per TCP segment "
+                "at 10 KB/s, while a scraper asks twice a second; the server's CPU, ours beside node_exporter under "
+                "the same trickle.", "", head_trickle.table(t)]
+    a = results.get("auth")
+    if a:
+        doc += ["", "## Basic auth under a burst", "",
+                "`bench/auth_burst.py`: a cost-10 bcrypt user, nothing cached; 1 000 requests with distinct wrong "
+                "passwords at once, then the right one (each answer awaited 30 s at most), ours beside node_exporter "
+                "with the same web config.", "", auth_burst.table(a)]
     doc.append("")
     path.write_text("\n".join(doc))
 
@@ -356,6 +371,17 @@ def main() -> int:
         log("slowloris and big headers: ours and node_exporter")
         results["slowloris"] = slowloris.run(quick=args.quick)
         print("## Slow and big clients\n\n" + slowloris.table(results["slowloris"]) + "\n")
+
+    if "trickle" not in skip:
+        log("request heads a byte per segment: ours and node_exporter")
+        targs = argparse.Namespace(connections=4, rate=10000.0, head_bytes=30000, seconds=10.0 if args.quick else 20.0,
+                                   tree=None, node=True)  # fmt: skip
+        results["trickle"] = head_trickle.measure(targs)
+        print("## Request heads a byte per segment\n\n" + head_trickle.table(results["trickle"]) + "\n")
+    if "auth" not in skip:
+        log("basic auth under a burst of wrong passwords: ours and node_exporter")
+        results["auth"] = auth_burst.measure(200 if args.quick else 1000, 30.0, None, node=True)
+        print("## Basic auth under a burst\n\n" + auth_burst.table(results["auth"]) + "\n")
 
     elapsed = time.monotonic() - started
     print("## Targets\n")
