@@ -282,3 +282,24 @@ def test_a_head_sent_one_byte_per_segment_is_read_whole_and_answered():
         assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"m 1\n")
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")  # the next head, in one segment, on the same connection
         assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+# --- responses the transport writes ------------------------------------------------------------------
+
+
+def test_head_gets_get_s_headers_without_a_body_and_the_connection_stays_usable():
+    with serving() as server, socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\nGET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nContent-Length: 4\r\n" in head
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"\r\n\r\nm 1\n"), "no body after the HEAD answer"
+
+
+def test_a_header_value_that_would_split_the_response_is_never_sent():
+    routes = {"/metrics": lambda r: Response(200, b"m 1\n", headers={"X-Bad": "a\r\nSet-Cookie: x=1"})}
+    with serving(routes) as server:
+        reply = exchange(server.port, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert b"Set-Cookie" not in reply
