@@ -244,7 +244,8 @@ class HTTPServer:
     ``listeners`` are addresses to bind (``host:port``, ``:port``, ``[v6]:port``) or sockets already bound
     and listening (systemd socket activation); the server owns and closes both.
     ``scrape_paths`` share ``limits.max_requests``; ``route_limits`` gives a path its own budget instead
-    (0: unlimited). ``open_paths`` are served without ``authorize``.
+    (0: unlimited); ``limit_key(request)`` names the budget a request counts against when its path
+    alone does not (``/metrics?target=`` is a probe). ``open_paths`` are served without ``authorize``.
 
     The web config reaches the transport as callables: ``ssl_context()`` (None: plain HTTP) is asked at
     each accept, ``verify_peer(tls_socket)`` after each handshake (raise to refuse the client),
@@ -268,6 +269,7 @@ class HTTPServer:
         authorize: Callable[[Request], Response | None] | None = None,
         response_headers: Callable[[], Mapping[str, str]] | None = None,
         open_paths: Iterable[str] = ("/healthz",),
+        limit_key: Callable[[Request], str] | None = None,
     ):
         given = [listeners] if isinstance(listeners, (str, socket.socket)) else list(listeners)
         if not given:
@@ -281,6 +283,7 @@ class HTTPServer:
         self._verify_peer = verify_peer
         self._authorize = authorize
         self._response_headers = response_headers
+        self._limit_key = limit_key
         shared = ConcurrencyLimit(limits.max_requests)
         self.route_limits: dict[str, ConcurrencyLimit] = {path: shared for path in scrape_paths}
         for path, limit in (route_limits or {}).items():
@@ -822,7 +825,7 @@ class HTTPServer:
             if _errors.allow(("authorize", type(e))):
                 log.exception("error authorizing a request", extra={"path": request.path})
             return Response(500, b"500 internal server error\n")
-        limit = self.route_limits.get(request.path)
+        limit = self.route_limits.get(request.path if self._limit_key is None else self._limit_key(request))
         if limit is not None and not limit.try_enter():
             return limit.refusal()
         try:

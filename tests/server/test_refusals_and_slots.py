@@ -243,6 +243,29 @@ def test_a_route_with_its_own_budget_cannot_use_up_the_shared_one():
         assert sorted(r[0] for r in results) == [200, 200]
 
 
+def test_limit_key_lets_a_query_count_against_another_route_s_budget():
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def metrics(request):
+        if "target" in request.query:  # served like /probe
+            entered.release()
+            release.wait(10)
+        return Response(200, b"m 1\n")
+
+    key = lambda r: "/probe" if "target" in r.query else r.path  # noqa: E731
+    with serving({"/metrics": metrics}, scrape_paths=("/metrics",), route_limits={"/probe": 1}, limit_key=key) as server:
+        result = []
+        t = threading.Thread(target=lambda: result.append(get(server.port, "/metrics?target=a", timeout=15)))
+        t.start()
+        assert entered.acquire(timeout=10)
+        assert get(server.port, "/metrics?target=b")[0] == 503, "the probe budget (1) is taken"
+        assert get(server.port, "/metrics")[0] == 200, "/metrics itself is not"
+        release.set()
+        t.join(15)
+        assert result and result[0][0] == 200
+
+
 # --- listening sockets handed over (systemd socket activation) --------------------------------------
 
 
