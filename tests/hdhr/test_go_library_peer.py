@@ -12,7 +12,9 @@ What is proven here:
 * the library's tuner count (ForEachTuner, ended by "unknown getset variable" = IsNotExist),
   model and raw values (NUL-terminated, long values with a two-byte length) agree with ours;
 * our classic-mode ``/probe`` serves exactly the series hdhomerun_exporter's collector derives
-  from the library's figures (names, labels, values);
+  from the library's figures (names, labels, values), and exactly the series of the peer's own
+  ``/metrics?target=`` page (the exporter's per-probe work on a client_golang registry, which
+  bench/probe_vs_go.py measures against our /probe);
 * a corrupted, cut or missing reply gives no figures from either.
 
 The hand-modelled comparison of names and label sets is in tests/telemetry/test_classic_naming.py.
@@ -23,11 +25,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from contextlib import contextmanager
 
 import pytest
 
 from collector_support import go_peer
-from helpers import fetch, running_exporter, samples
+from helpers import fetch, running_exporter, samples, stop_process
 from otel_bare_metal.hdhr.client import Client, DeviceError
 from otel_bare_metal.hdhr.packet import HDHomeRunError
 from otel_bare_metal.hdhr.simulator import Simulator
@@ -80,6 +83,21 @@ def run_peer(address: str, *queries: str, timeout: str = "5s") -> dict:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+@contextmanager
+def metrics_peer(timeout: str = "5s"):
+    """The peer in -listen mode on a loopback port it picks; yields its base URL."""
+    proc = subprocess.Popen([go_peer("hdhomerun-peer"), f"-timeout={timeout}", "-listen", "127.0.0.1:0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        address = proc.stdout.readline().strip()
+        assert address, proc.stderr.read() if proc.poll() is not None else "no address printed"
+        yield f"http://{address}"
+    finally:
+        stop_process(proc)
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def probed_tuner_count(address: str) -> int:
@@ -173,16 +191,22 @@ def exporter_series(peer: dict) -> dict[tuple, float]:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_classic_probe_serves_what_hdhomerun_exporter_derives_from_the_library(case):
-    with simulator(case) as sim:
+    with simulator(case) as sim, metrics_peer() as go_base:
         peer = run_peer(sim.address_text)
+        go_status, _, go_body = fetch(f"{go_base}/metrics?target={sim.address_text}")
         with running_exporter("--metrics.naming=classic", "--hdhomerun.allow-target=127.0.0.0/8:*",
                               "--no-collector.cpu", "--no-collector.filesystem") as base:
             status, _, body = fetch(f"{base}/probe?target={sim.address_text}")
-    assert status == 200
+    assert status == 200 and go_status == 200, go_body
     ours = samples(body.decode())
     expected = exporter_series(peer)
     names = {k[0] for k in expected}
-    assert {k: v for k, v in ours.items() if k[0] in names} == expected
+    # the peer's client_golang page is the exporter's: every series of the model, nothing else
+    theirs = samples(go_body.decode())
+    assert theirs == expected
+    assert {k: v for k, v in ours.items() if k[0] in names} == theirs
+    for name in names:  # the exporter exports only gauges, and so do we in classic mode
+        assert f"# TYPE {name} gauge" in go_body.decode() and f"# TYPE {name} gauge" in body.decode(), name
     assert ours[("hdhomerun_tuners", ())] == len(peer["tuners"])
     assert ours[("hdhomerun_up", ())] == 1.0
 
@@ -211,6 +235,17 @@ def test_the_peer_refuses_anything_but_a_loopback_host_and_port():
     for address in ("192.0.2.1:65001", "localhost:65001", "127.0.0.1", "255.255.255.255:65001"):
         done = subprocess.run([peer, address], capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and "hdhomerun-peer:" in done.stderr, (address, done)
+
+
+def test_the_metrics_page_refuses_a_missing_or_non_loopback_target_and_fails_on_a_broken_device():
+    with metrics_peer(timeout="1s") as base, Simulator("127.0.0.1", 0, tuners=2) as sim:
+        assert fetch(f"{base}/metrics")[0] == 400
+        for target in ("192.0.2.1:65001", "localhost:65001", "127.0.0.1", "255.255.255.255:65001"):
+            assert fetch(f"{base}/metrics?target={target}")[0] == 400, target
+        assert fetch(f"{base}/metrics?target={sim.address_text}")[0] == 200
+        sim.set_faults(drop=True)  # no up metric in the exporter: a device that does not answer is a 500
+        status, _, body = fetch(f"{base}/metrics?target={sim.address_text}")
+        assert status == 500 and b"model" in body, body
 
 
 def test_every_percent_and_rate_is_exported_as_the_exporter_divides_it():

@@ -9,10 +9,17 @@
 // tuner's Debug(). Extra arguments are raw Query() names, reported with the value or the error
 // and whether the library classes it as IsNotExist.
 //
+// With -listen it serves GET /metrics?target=host:port instead, one probe of the target per
+// request the way hdhomerun_exporter does (metrics.go), after printing the bound address on
+// stdout.
+//
 // Usage: hdhomerun-peer [-timeout 5s] host:port [query ...]
 //
-// Loopback only: the address must be a literal 127.0.0.0/8 or ::1 address with an explicit
-// port. It never discovers or broadcasts (the library's Discoverer is not used).
+//	hdhomerun-peer [-timeout 5s] -listen 127.0.0.1:0
+//
+// Loopback only: every address (the device's, the listener's) must be a literal 127.0.0.0/8 or
+// ::1 address with an explicit port. It never discovers or broadcasts (the library's Discoverer
+// is not used).
 package main
 
 import (
@@ -70,11 +77,24 @@ func loopback(addr string) error {
 
 func main() {
 	timeout := flag.Duration("timeout", 5*time.Second, "per-request timeout (write and read)")
+	listen := flag.String("listen", "", "serve /metrics?target=host:port on this loopback host:port")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: hdhomerun-peer [-timeout 5s] host:port [query ...]")
+		fmt.Fprintln(os.Stderr, "       hdhomerun-peer [-timeout 5s] -listen 127.0.0.1:0")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *listen != "" {
+		if flag.NArg() != 0 {
+			flag.Usage()
+			os.Exit(2)
+		}
+		if err := serve(*listen, *timeout); err != nil {
+			fmt.Fprintln(os.Stderr, "hdhomerun-peer:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	if flag.NArg() < 1 {
 		flag.Usage()
 		os.Exit(2)
