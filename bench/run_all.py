@@ -153,6 +153,7 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
         out.append(("/metrics within 1 s during a 1 000-connection slowloris and a big-header attack, RSS bounded", text, ok))
     else:
         out.append(("/metrics within 1 s during slowloris and big headers", "", None))
+    out += probe_vs_go(results, {"probe_go"}, False)
     return out
 
 
@@ -306,6 +307,23 @@ def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, 
     path.write_text("\n".join(doc))
 
 
+def probe_vs_go(results: dict, skip: set[str], quick: bool) -> list[tuple[str, str, bool | None]]:
+    """Issue 22's /probe goals (bench/probe_vs_go.py): measured into ``results["probe_go"]`` when
+    called from main() (unless skipped); called with the results, the goal lines, met or not."""
+    import probe_vs_go as bench
+
+    if "probe_go" not in skip and "probe_go" not in results:
+        log("probe vs Go: classic /probe and the Go exporter's per-probe work, one device")
+        results["probe_go"] = bench.measure(100 if quick else 300, 6 if quick else 15, 2 if quick else 3)
+        print("## /probe beside the Go exporter\n\n" + bench.table(results["probe_go"]) + "\n")
+    if "probe_go" in results:
+        return bench.verdicts(results["probe_go"])
+    return [("classic /probe of one 4-tuner device, CPU per probe vs hdhomerun_exporter (Go) <= 1.5×", "", None)]
+
+
+PARTS += ("probe_go",)  # probe_vs_go() above
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run: fewer rounds, scrapes, devices and requests")
@@ -382,6 +400,8 @@ def main() -> int:
         log("basic auth under a burst of wrong passwords: ours and node_exporter")
         results["auth"] = auth_burst.measure(200 if args.quick else 1000, 30.0, None, node=True)
         print("## Basic auth under a burst\n\n" + auth_burst.table(results["auth"]) + "\n")
+
+    probe_vs_go(results, skip, args.quick)
 
     elapsed = time.monotonic() - started
     print("## Targets\n")
