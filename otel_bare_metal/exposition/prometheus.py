@@ -204,6 +204,8 @@ def _escape(value: str) -> str:
 
 
 def _label_value(value: object) -> str:
+    if type(value) is int:  # json.dumps writes a plain int as str does, 40 times slower (not bool)
+        return str(value)
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 

@@ -119,7 +119,8 @@ def test_fast_text_encoder_backfills_mixed_label_sets_like_the_stock_path(accept
             page._fast = None
         provider = MeterProvider(metric_readers=[page.reader])
         meter = provider.get_meter("t")
-        meter.create_observable_gauge("mixed", callbacks=[lambda o: [Observation(1, {"a": "x"}), Observation(2, {"b": 3}), Observation(3.5)]],
+        meter.create_observable_gauge("mixed", callbacks=[lambda o: [Observation(1, {"a": "x"}), Observation(2, {"b": 3}), Observation(3.5),
+                                                                     Observation(4, {"a": -7, "b": 10**20}), Observation(5, {"b": 2.5})]],
                                       description="mixed\nlabel sets")
         meter.create_observable_counter("c.total", unit="By", callbacks=[lambda o: [Observation(7, {"k": True})]], description="d")
         page_bodies.append(page.render(accept)[0])
@@ -129,6 +130,7 @@ def test_fast_text_encoder_backfills_mixed_label_sets_like_the_stock_path(accept
     stock_lines = [l for l in stock.split(b"\n") if not l.startswith(b"target_info")]
     assert fast_lines == stock_lines
     assert b'mixed{a="x",b=""} 1.0' in fast
+    assert b'mixed{a="-7",b="100000000000000000000"} 4.0' in fast and b'c_bytes_total{k="true"} 7.0' in fast
 
 
 def _page_with_slow_instrument():
