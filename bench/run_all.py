@@ -360,6 +360,7 @@ def main() -> int:
     if "fanout" not in skip:
         results["fanout"] = fanout(args.quick)
         print("## HDHomeRun fan-out\n\n" + fanout_table(results["fanout"]) + "\n")
+    probe_vs_go(results, skip, args.quick)
     if "memory" not in skip:
         n = 2_000 if args.quick else 10_000
         log(f"memory: {n} scrapes then {n} probes")
@@ -401,7 +402,6 @@ def main() -> int:
         results["auth"] = auth_burst.measure(200 if args.quick else 1000, 30.0, None, node=True)
         print("## Basic auth under a burst\n\n" + auth_burst.table(results["auth"]) + "\n")
 
-    probe_vs_go(results, skip, args.quick)
 
     elapsed = time.monotonic() - started
     print("## Targets\n")
