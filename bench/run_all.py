@@ -402,7 +402,6 @@ def main() -> int:
         results["auth"] = auth_burst.measure(200 if args.quick else 1000, 30.0, None, node=True)
         print("## Basic auth under a burst\n\n" + auth_burst.table(results["auth"]) + "\n")
 
-
     elapsed = time.monotonic() - started
     print("## Targets\n")
     for name, text, ok in targets(results):
