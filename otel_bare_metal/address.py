@@ -3,12 +3,14 @@ the allowlist's configured devices) and the HTTP listener all read addresses wit
 
 Accepted: ``host``, ``host:port``, ``[IPv6]``, ``[IPv6]:port``, and a bare IPv6 address
 (only where a default port exists, since its last group cannot be told from a port).  A zone
-id (``[fe80::1%eth0]``) is kept.  Standard library only, no I/O.
+id (``[fe80::1%eth0]``) is kept by the parser; :func:`canonical_host` decides whether it is
+allowed.  Standard library only; the only system call is the interface-name lookup of a zone id.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 
 def parse_host_port(address: str, default_port: int | None = None, *, allow_empty_host: bool = False,
@@ -85,3 +87,41 @@ class ListenAddress(str):
 def parse_listen_address(address: str) -> ListenAddress:
     """``host:port``, ``:port`` (all interfaces) or ``[v6]:port``; a ``ListenAddress`` is returned as is."""
     return address if isinstance(address, ListenAddress) else ListenAddress(address)
+
+
+def canonical_host(host: str) -> str:
+    """The one spelling of ``host``: an IP address in ``ipaddress``'s compressed form
+    (``10.0.0.5``, ``fe80::1``), a name in lower case.
+
+    An IPv6 zone id is meaningful only on a link-local address, where it names the interface
+    the device is reached through: there it is kept, spelled as the interface's name
+    (``%2`` and ``%eth0`` are one zone when interface 2 is ``eth0``); a zone id on any other
+    address, or one naming no interface of this host, raises :class:`ValueError`.  So one
+    device is one spelling, whatever zone spellings it is written with.
+    """
+    text = host.strip()
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        if "%" in text or ":" in text:
+            raise ValueError(f"{host!r} is not an IP address") from None
+        return text.lower()
+    if ip.version == 4 or ip.scope_id is None:
+        return str(ip)
+    plain = ipaddress.IPv6Address(text.split("%", 1)[0])
+    if not plain.is_link_local:
+        raise ValueError(f"zone id in {host!r}: a zone id belongs only to a link-local address (fe80::/10)")
+    zone = ip.scope_id
+    try:
+        name = socket.if_indextoname(int(zone)) if zone.isascii() and zone.isdigit() else zone
+        socket.if_nametoindex(name)
+    except (OSError, ValueError, OverflowError):
+        raise ValueError(f"zone id in {host!r}: no interface {zone!r} on this host") from None
+    return f"{plain}%{name}"
+
+
+def canonical_host_port(address: str, default_port: int) -> str:
+    """``address`` as the one ``host:port`` (``[v6]:port``) spelling: the port always written,
+    the host as :func:`canonical_host` spells it (``10.0.0.5`` and ``10.0.0.5:65001`` are one)."""
+    host, port = parse_host_port(address, default_port)
+    return format_host_port(canonical_host(host), port)

@@ -228,8 +228,15 @@ class LogBudget:
             return True, report
 
 
-#: The budget every rate-limited log shares unless given its own.
+#: The budget every rate-limited log shares unless given its own: configured devices, mounts,
+#: sources, the server, the OTel SDK's loggers.
 BUDGET = LogBudget()
+#: The budget of ``/probe`` targets (their devices and the probe itself): probes are chosen by
+#: whoever scrapes, so however many dead targets are probed, they cannot use up the lines that
+#: report a configured device or a broken mount.
+PROBE_BUDGET = LogBudget()
+#: Every budget, for tests and for anything that resets them all.
+BUDGETS = (BUDGET, PROBE_BUDGET)
 _summary = logging.getLogger(__name__)
 
 

@@ -24,7 +24,8 @@ def pytest_runtest_makereport(item, call):
 def _fresh_log_budget():
     """Every rate-limited log shares one process-wide budget of lines per minute; each test
     starts with a full one, so a test that logs a lot cannot silence the next test's lines."""
-    from otel_bare_metal.logutil import BUDGET
+    from otel_bare_metal.logutil import BUDGETS
 
-    BUDGET.reset()
+    for budget in BUDGETS:
+        budget.reset()
     yield

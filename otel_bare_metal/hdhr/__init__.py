@@ -22,7 +22,7 @@ from .client import (
     is_unknown_variable,
     parse_address,
 )
-from .discover import DiscoveredDevice, device_id_valid, discover
+from .discover import DiscoveredDevice, device_id_valid, discover, parse_device_id
 from .packet import (
     BadCRCError,
     BadLengthError,
@@ -77,5 +77,6 @@ __all__ = [
     "format_address",
     "is_unknown_variable",
     "parse_address",
+    "parse_device_id",
     "parse_tuner_debug",
 ]

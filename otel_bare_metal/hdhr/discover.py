@@ -26,6 +26,7 @@ __all__ = [
     "DiscoveredDevice",
     "discover",
     "device_id_valid",
+    "parse_device_id",
     "parse_discover_reply",
     "BROADCAST_ADDRESS",
     "DEFAULT_ATTEMPTS",
@@ -62,9 +63,25 @@ def device_id_valid(device_id: int | str) -> bool:
     return check == 0
 
 
+def parse_device_id(text: str) -> int | None:
+    """A device id written as libhdhomerun and ``hdhomerun_config`` take it: exactly 8 hex
+    digits, either case (``1050ABCE``).  None when ``text`` is not 8 hex digits (an address or
+    a name); :class:`ValueError` when it is, but its check digit is wrong (``hdhomerun_config``
+    answers "invalid device id" to those too)."""
+    value = text.strip()
+    if len(value) != 8 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        return None
+    if not device_id_valid(value):
+        raise ValueError(f"invalid HDHomeRun device id {value!r}: its check digit is wrong")
+    if int(value, 16) == pkt.DEVICE_ID_WILDCARD:
+        raise ValueError(f"HDHomeRun device id {value!r} is the wildcard: it names no one device")
+    return int(value, 16)
+
+
 @dataclass(frozen=True)
 class DiscoveredDevice:
-    """One discover reply.  ``ip`` is the address the reply came from."""
+    """One discover reply.  ``ip`` and ``port`` are the address the reply came from (a device
+    answers from its control port, 65001)."""
 
     device_type: int
     device_id: int
@@ -73,6 +90,7 @@ class DiscoveredDevice:
     lineup_url: str | None
     auth: str | None
     ip: str
+    port: int = DEFAULT_PORT
 
     @property
     def device_id_hex(self) -> str:
@@ -84,7 +102,7 @@ class DiscoveredDevice:
         return self.device_type == pkt.DEVICE_TYPE_TUNER
 
 
-def parse_discover_reply(frame: bytes, ip: str) -> DiscoveredDevice:
+def parse_discover_reply(frame: bytes, ip: str, port: int = DEFAULT_PORT) -> DiscoveredDevice:
     """Decode one discover reply datagram; raises :class:`ProtocolError` if it is not one."""
     reply = pkt.decode(frame)
     if reply.type != pkt.TYPE_DISCOVER_REPLY:
@@ -101,6 +119,7 @@ def parse_discover_reply(frame: bytes, ip: str) -> DiscoveredDevice:
         lineup_url=reply.get_string(pkt.TAG_LINEUP_URL),
         auth=reply.get_string(pkt.TAG_DEVICE_AUTH_STR),
         ip=ip,
+        port=port,
     )
 
 
@@ -111,11 +130,15 @@ def discover(
     attempts: int = DEFAULT_ATTEMPTS,
     window: float = DEFAULT_WINDOW,
     allow_broadcast: bool = False,
+    device_id: int = pkt.DEVICE_ID_WILDCARD,
 ) -> list[DiscoveredDevice]:
     """Find devices: unicast to ``address`` (``host``, ``host:port``, ``[v6]:port``; ``port``
     is the default), or broadcast when it is ``None``.
 
-    Broadcasting needs ``allow_broadcast=True`` (only the command-line tool passes it).
+    Broadcasting needs ``allow_broadcast=True`` (the command-line tool, and the exporter's
+    discovery when no ``--hdhomerun.discover-address`` is given).  ``device_id`` asks only the
+    device with that id to answer (libhdhomerun's discover by id); replies from another id are
+    ignored.
     Sends at most ``attempts`` requests and listens ``window`` seconds after each; a
     unicast search stops at the first answer.  Malformed replies are ignored.  Returns
     devices in the order they answered, without duplicates.  Network errors (unreachable
@@ -139,7 +162,7 @@ def discover(
         if not found:  # pragma: no cover - getaddrinfo raises instead
             raise OSError(f"cannot resolve {address!r}")
         family, _, _, _, target = found[0]
-    request = pkt.encode(pkt.discover_request())
+    request = pkt.encode(pkt.discover_request(device_id=device_id))
     devices: list[DiscoveredDevice] = []
     seen: set[tuple[int, str]] = set()
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
@@ -161,8 +184,10 @@ def discover(
                     # ICMP port unreachable from a unicast target: nobody listens there.
                     break
                 try:
-                    device = parse_discover_reply(data, source[0])
+                    device = parse_discover_reply(data, source[0], source[1])
                 except ProtocolError:
+                    continue
+                if device_id != pkt.DEVICE_ID_WILDCARD and device.device_id != device_id:
                     continue
                 key = (device.device_id, device.ip)
                 if key not in seen:

@@ -47,6 +47,7 @@ def test_discover_unicast_simulator(sim: Simulator) -> None:
             lineup_url="http://127.0.0.1:80/lineup.json",
             auth="simulatedAuthString0123456",
             ip="127.0.0.1",
+            port=port,  # where the reply came from: the device's own port
         )
     ]
     assert devices[0].device_id_hex == "12345674" and devices[0].is_tuner

@@ -25,9 +25,27 @@ A fleet (``/metrics``) never waits for a device that is known to be down:
 
 ``/probe`` builds its own :class:`Device` (its own connection) and reads it synchronously.
 
+**One read in flight per device.**  A read that arrives while the device is being read joins
+that read and returns its result (single flight); it waits at most until its own deadline,
+never on a lock.  So a burst of probes of one device costs the device one read, and probes of
+a dead device all end when the read in flight ends, not one after another.
+
+**One device, one name.**  A device is named (its ``hdhomerun.device`` label, its cache key,
+its log lines) by the canonical spelling of how it was given: ``ip:port`` with the port always
+written (``10.0.0.5`` and ``10.0.0.5:65001`` are one device), a host name in lower case, or its
+8-hex-digit device id in upper case.
+
+**Device ids.**  A device given by its id (``1050ABCE``, as ``hdhomerun_config`` takes it; the
+check digit is validated) is found by a discover request that carries the id (broadcast, or
+sent to ``--hdhomerun.discover-address``); after a failure it is looked for again, so a device
+whose address changed is found at its new one.
+
 Counters derived from a device (resync, overflow, transport, CRC and network errors) never go
 backwards: a device resets them when its tuner changes channel or it reboots, so each is
-exported as a running total (the sum of the increases seen), not as the raw value.
+exported as a running total (the sum of the increases seen), not as the raw value.  A
+negative value is not a count: it is rejected for that sample (the total stays where it was).
+A discover reply claiming more than :data:`MAX_TUNERS` tuners is not believed: the tuners are
+counted by probing instead (at most :data:`MAX_TUNERS`).
 """
 
 from __future__ import annotations
@@ -41,18 +59,22 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Callable
 
+from otel_bare_metal.address import canonical_host_port
 from otel_bare_metal.hdhr import (
+    DEFAULT_PORT,
     MAX_TUNERS,
     Client,
     DeviceError,
+    DiscoveredDevice,
     HDHomeRunError,
     TunerDebug,
     discover,
     format_address,
     parse_address,
+    parse_device_id,
 )
 from otel_bare_metal.deadline import HANDOVER, remaining
-from otel_bare_metal.logutil import RateLimitedLog
+from otel_bare_metal.logutil import LogBudget, RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +121,32 @@ class Discovered:
 
 #: ``discover(address, window) -> Discovered | None`` (None: no reply within the window).
 DiscoverFunction = Callable[[str, float], "Discovered | None"]
+#: ``locate(device_id, window) -> DiscoveredDevice | None``: where the device with that id
+#: answers now (None: nobody answered within the window).
+LocateFunction = Callable[[int, float], "DiscoveredDevice | None"]
+
+
+class DeviceNotFound(HDHomeRunError):
+    """No device answered a discover request for the configured device id."""
+
+
+def device_name(address: str) -> str:
+    """The one name of a device given as ``address``: its canonical ``host:port``, or its device
+    id in upper case.  Raises ValueError for a malformed address or an invalid device id."""
+    device_id = parse_device_id(address)
+    if device_id is not None:
+        return f"{device_id:08X}"
+    return canonical_host_port(address, DEFAULT_PORT)
+
+
+class _Flight:
+    """One read in progress; callers that arrive meanwhile wait for its reading."""
+
+    __slots__ = ("done", "reading")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.reading: DeviceReading | None = None
 
 # The order facts are learned in: the model first (it proves the device speaks the protocol),
 # then the discover reply (id and, usually, the tuner count), then the rest.
@@ -113,19 +161,29 @@ class Device:
     """One configured or probed device: a reused connection, the facts learned so far, and
     the running totals of its counters.
 
-    ``address`` names the device in labels; ``dial`` (default: ``address``) is what the
-    client connects to over TCP and what discover asks over UDP (``/probe`` passes the one
-    address its allowlist checked, so a name is never resolved again).
+    ``address`` is an address (``host[:port]``) or a device id; its canonical spelling
+    (:func:`device_name`) names the device in labels and logs.  ``dial`` (default: the address)
+    is what the client connects to over TCP and what discover asks over UDP (``/probe`` passes
+    the one address its allowlist checked, so a name is never resolved again).  A device given
+    by id is dialled where ``locate`` finds it (required for an id: nothing here broadcasts on
+    its own).  ``log_budget``: the :class:`~otel_bare_metal.logutil.LogBudget` its "device is
+    down" lines count against (probed devices have their own, so they cannot silence the
+    configured ones).
     """
 
     def __init__(self, address: str, timeout: float, client_factory: Callable[[str, float], Client] = Client,
                  discover: DiscoverFunction | None = None, clock: Callable[[], float] = time.monotonic,
-                 dial: str | None = None):
-        parse_address(address)  # raises ValueError on a malformed address
-        self.address = address
-        self.dial = dial or address
+                 dial: str | None = None, locate: LocateFunction | None = None,
+                 log_budget: LogBudget | None = None):
+        self.address = device_name(address)  # raises ValueError on a malformed address or id
+        self.device_id = parse_device_id(address)
+        if self.device_id is not None and locate is None and dial is None:
+            raise ValueError(f"device id {self.address}: no way to locate it (discovery is not configured)")
+        self._locate = locate
+        self.dial = dial or (None if self.device_id is not None else self.address)
         self.timeout = timeout
-        self._client = client_factory(self.dial, timeout)
+        self._client_factory = client_factory
+        self._client: Client | None = client_factory(self.dial, timeout) if self.dial is not None else None
         self._discover = discover or discover_device
         self._clock = clock
         self._facts: dict[str, object] = {}
@@ -133,12 +191,13 @@ class Device:
         self._verify: set[str] = set()  # facts to read again (after an outage)
         self._was_up = False
         self._totals: dict[tuple, list[int]] = {}  # (tuner, section, field) → [last raw, total]
-        # Serialises reads of this object: a Fleet never runs two anyway.  A /probe builds its
-        # own Device, so a probe and a /metrics collection of one device are not serialised:
-        # they use separate connections.
+        # Guards _flight only, never held across I/O.  A /probe builds its own Device, so a probe
+        # and a /metrics collection of one device use separate connections.
         self._lock = threading.Lock()
-        self._warn = RateLimitedLog(log)  # a dead device would otherwise log every scrape
+        self._flight: _Flight | None = None
+        self._warn = RateLimitedLog(log, budget=log_budget)  # a dead device would otherwise log every scrape
         self.requests = 0
+        self.reads = 0  # reads actually made (joined reads do not count)
 
     def _get(self, deadline: float, call: Callable[..., Any]) -> Any:
         """One request, handed the read's deadline itself (the client bounds every socket
@@ -152,24 +211,72 @@ class Device:
         """Learn what is missing, then read every tuner, before ``deadline`` (a
         ``time.monotonic()`` value) and within the timeout.  ``verify`` also re-reads the
         facts an outage put in doubt: a probe and the fleet's background retry do; the fleet's
-        scrape-time reads pass False."""
+        scrape-time reads pass False.
+
+        A read already in progress is joined: its reading is returned, or, when the caller's
+        deadline comes first, a reading that says the device did not answer in time."""
+        start = self._clock()
+        end = start + self.timeout if deadline is None else min(deadline, start + self.timeout)
         with self._lock:
-            start = self._clock()
-            end = start + self.timeout if deadline is None else min(deadline, start + self.timeout)
-            try:
-                info = self._learn(end, verify)
-                tuners = {}
-                for n in range(info.tuner_count):
-                    tuners[n] = self._totalled(n, self._get(end, partial(self._client.tuner_debug, n)))
-                self._was_up = True
-                return DeviceReading(self.address, True, self._clock() - start, info, tuners)
-            except (HDHomeRunError, OSError, ValueError) as e:
-                if self._was_up:  # an outage: it may come back as another device
-                    self._verify = set(FACTS)
-                    self._was_up = False
-                reason = _reason(e)
-                self._warn(logging.WARNING, reason, "HDHomeRun device %s is down: %s", self.address, reason)
-                return DeviceReading(self.address, False, self._clock() - start, error=reason)
+            flight = self._flight
+            leader = flight is None
+            if leader:
+                flight = self._flight = _Flight()
+        assert flight is not None
+        if not leader:
+            if flight.done.wait(max(0.0, end - self._clock())) and flight.reading is not None:
+                return flight.reading
+            return DeviceReading(self.address, False, self._clock() - start, error="timeout (waiting for the read in flight)")
+        reading: DeviceReading | None = None
+        try:
+            reading = self._read(start, end, verify)
+            return reading
+        finally:
+            with self._lock:
+                self._flight = None
+            flight.reading = reading
+            flight.done.set()
+
+    def _read(self, start: float, end: float, verify: bool) -> DeviceReading:
+        self.reads += 1
+        try:
+            if self.device_id is not None and self.dial is None:
+                self._find(end)
+            info = self._learn(end, verify)
+            tuners = {}
+            for n in range(info.tuner_count):
+                tuners[n] = self._totalled(n, self._get(end, partial(self._client.tuner_debug, n)))
+            self._was_up = True
+            return DeviceReading(self.address, True, self._clock() - start, info, tuners)
+        except (HDHomeRunError, OSError, ValueError) as e:
+            if self._was_up:  # an outage: it may come back as another device
+                self._verify = set(FACTS)
+                self._was_up = False
+            if self.device_id is not None and self._locate is not None:
+                self.dial = None  # look for it again: its address may have changed
+            reason = _reason(e)
+            self._warn(logging.WARNING, reason, "HDHomeRun device %s is down: %s", self.address, reason)
+            return DeviceReading(self.address, False, self._clock() - start, error=reason)
+
+    def _find(self, deadline: float) -> None:
+        """Locate a device given by id and connect the client to where it answered."""
+        assert self._locate is not None and self.device_id is not None
+        window = min(deadline - self._clock(), max(0.2, self.timeout / 2))
+        if window <= 0:
+            raise TimeoutError("deadline passed before discovery")
+        found = self._locate(self.device_id, window)
+        if found is None:
+            raise DeviceNotFound(f"no device answered a discover request for id {self.address}")
+        dial = format_address(found.ip, found.port)
+        if self._client is not None:
+            self._client.close()
+        self.dial = dial
+        self._client = self._client_factory(dial, self.timeout)
+        self._facts["device_id"] = self.address
+        if found.tuner_count is not None and 0 < found.tuner_count <= MAX_TUNERS:
+            self._facts["tuner_count"] = found.tuner_count
+            self._verify.discard("tuner_count")
+        self._verify.discard("discover")
 
     @property
     def info(self) -> DeviceInfo | None:
@@ -181,6 +288,7 @@ class Device:
 
     def _learn(self, deadline: float, verify: bool) -> DeviceInfo:
         c = self._client
+        assert c is not None and self.dial is not None
         for fact in FACTS:
             known = fact in self._facts or (fact == "discover" and "device_id" in self._facts)
             if known and not (verify and fact in self._verify):
@@ -197,7 +305,7 @@ class Device:
                     raise TimeoutError("deadline passed before discover")
                 found = self._discover(self.dial, window)
                 self._facts["device_id"] = found.device_id if found else ""
-                if found and found.tuner_count is not None:
+                if found and found.tuner_count is not None and 0 < found.tuner_count <= MAX_TUNERS:
                     self._facts["tuner_count"] = found.tuner_count
                     self._verify.discard("tuner_count")
                 elif verify:
@@ -239,6 +347,12 @@ class Device:
             if raw is None:
                 continue
             state = self._totals.get((tuner, section_name, name))
+            if raw < 0:  # not a count: rejected for this sample, never folded into the total
+                self._warn(logging.WARNING, ("negative", section_name, name),
+                           "HDHomeRun device %s sent a negative counter, ignored: tuner %d %s %s=%d",
+                           self.address, tuner, section_name, name, raw)
+                changes.setdefault(section_name, {})[name] = None if state is None else state[1]
+                continue
             if state is None:
                 state = self._totals[(tuner, section_name, name)] = [raw, raw]
             else:
@@ -250,7 +364,29 @@ class Device:
         return replace(debug, **{s: replace(getattr(debug, s), **fields) for s, fields in changes.items()})
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
+
+
+def locator(addresses: list[str] | None) -> LocateFunction:
+    """How devices given by id are found: a discover request carrying the id, sent to each of
+    ``addresses`` (``--hdhomerun.discover-address``), or broadcast when there are none."""
+    targets = list(addresses or [])
+
+    def locate(device_id: int, window: float) -> DiscoveredDevice | None:
+        window = max(0.01, min(window, 30.0))
+        per_target = window / max(1, len(targets))
+        for target in targets or [None]:
+            try:
+                found = discover(target, attempts=1, window=per_target if target else window,
+                                 allow_broadcast=target is None, device_id=device_id)
+            except (OSError, ValueError):
+                continue
+            if found:
+                return found[0]
+        return None
+
+    return locate
 
 
 def discover_device(address: str, window: float) -> Discovered | None:
@@ -263,7 +399,8 @@ def discover_device(address: str, window: float) -> Discovered | None:
         return None
     if not found:
         return None
-    return Discovered(f"{found[0].device_id:08X}", found[0].tuner_count or None)
+    count = found[0].tuner_count
+    return Discovered(f"{found[0].device_id:08X}", count if count and count <= MAX_TUNERS else None)
 
 
 def _reason(error: BaseException) -> str:
@@ -288,7 +425,8 @@ class Fleet:
                  clock: Callable[[], float] = time.monotonic, retry_first: float = RETRY_FIRST,
                  retry_max: float = RETRY_MAX):
         self.timeout = timeout
-        self.devices = [device_factory(a, timeout) for a in dict.fromkeys(addresses)]
+        # One Device per device however often and however spelled it was given.
+        self.devices = [device_factory(a, timeout) for a in dict.fromkeys(device_name(a) for a in addresses)]
         self._clock = clock
         self._retry = (retry_first, retry_max)
         self._state = {id(d): _State() for d in self.devices}
