@@ -137,7 +137,9 @@ class App:
         """Serve.  Raises WebConfigError for a broken --web.config.file, OSError when the port is taken."""
         self.web_config = WebConfigWatcher(self.config.web_config_file) if self.config.web_config_file else None
         limits = Limits(max_connections=self.config.max_connections, max_requests=self.config.max_requests)
-        scrapes = (self.config.telemetry_path, *self.collector_routes)
+        # Only /metrics counts against --web.max-requests: a collector's route bounds itself (its own
+        # flag), so however it is used, Prometheus always finds room to scrape.
+        scrapes = (self.config.telemetry_path,)
         web = self.web_config
         self.server = HTTPServer(
             self.config.listen_address, self.routes(), limits=limits, scrape_paths=scrapes,

@@ -206,7 +206,9 @@ RouteHandler = Callable[[Mapping[str, list], "str | None", float], "tuple[int, b
 class Route:
     """An HTTP route a collector serves beside ``/metrics`` (the hdhomerun collector's ``/probe``).
 
-    The app mounts it, counts it as a scrape (``--web.max-requests``) and links it from ``/``;
+    The app mounts it and links it from ``/``, but does not count it against ``--web.max-requests``
+    (those slots are ``/metrics``'s): a route bounds its own concurrency (``/probe``:
+    ``--hdhomerun.max-probes``);
     the handler never sees the HTTP layer.  ``metrics_param``: a ``/metrics`` request carrying
     this query parameter is answered by this route instead (hdhomerun_exporter's
     ``/metrics?target=``).  ``close`` is called when the app stops.

@@ -5,16 +5,27 @@ allowlist rule, ``NETWORK[/PREFIX]`` optionally followed by ``:PORT`` or ``:*`` 
 in brackets (``[fd00::]/8:*``, ``[::1]:65001``).  A rule without a port allows port 65001 only.
 The default allows loopback and the private ranges on port 65001.  A host name is resolved and
 every address it resolves to must be allowed.  Configured devices are always allowed.
+
+A name is resolved under the probe's deadline: ``getaddrinfo`` has no timeout, so it runs on
+one of :data:`RESOLVER_THREADS` worker threads and the probe gives up at its deadline
+(:class:`ResolveTimeout`, HTTP 503) while the lookup finishes on its own.
+
+A device id (``1050ABCE``) is accepted only when it names a configured device: the exporter
+never searches the network for an id a stranger sends.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import queue
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from otel_bare_metal.hdhr import DEFAULT_PORT, format_address, parse_address
+from otel_bare_metal.address import canonical_host
+from otel_bare_metal.hdhr import DEFAULT_PORT, format_address, parse_address, parse_device_id
 
 DEFAULT_RULES = (
     "127.0.0.0/8", "[::1]", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "[fc00::]/7",
@@ -24,6 +35,10 @@ FLAG = "--hdhomerun.allow-target"
 
 class TargetNotAllowed(Exception):
     """The target is well-formed but outside the allowlist (HTTP 403)."""
+
+
+class ResolveTimeout(Exception):
+    """The target's name did not resolve before the probe's deadline (HTTP 503)."""
 
 
 @dataclass(frozen=True)
@@ -84,44 +99,124 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
 
 
+#: Threads that run name lookups for probes; lookups past them wait in a queue of
+#: RESOLVER_QUEUE, and a probe whose lookup cannot even be queued gets 503 at once.
+RESOLVER_THREADS = 4
+RESOLVER_QUEUE = 256
+
+
+class _Lookup:
+    __slots__ = ("host", "port", "resolver", "done", "result", "error", "abandoned")
+
+    def __init__(self, host: str, port: int, resolver: Resolver):
+        self.host, self.port, self.resolver = host, port, resolver
+        self.done = threading.Event()
+        self.result: list[str] = []
+        self.error: BaseException | None = None
+        self.abandoned = False
+
+
+class BoundedResolver:
+    """Runs lookups on at most ``threads`` daemon threads, so a caller can stop waiting at its
+    deadline (``getaddrinfo`` cannot be interrupted) and a lookup that hangs holds one worker,
+    never the caller.  Daemon threads: a hung lookup never delays the process's exit."""
+
+    def __init__(self, threads: int = RESOLVER_THREADS, queued: int = RESOLVER_QUEUE):
+        self._jobs: queue.Queue[_Lookup] = queue.Queue(queued)
+        self._threads = threads
+        self._started = 0
+        self._lock = threading.Lock()
+
+    def resolve(self, resolver: Resolver, host: str, port: int, deadline: float | None) -> list[str]:
+        if deadline is None:
+            return resolver(host, port)
+        job = _Lookup(host, port, resolver)
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            raise ResolveTimeout(f"too many name lookups in progress to resolve {host!r}") from None
+        self._start_worker()
+        if not job.done.wait(max(0.0, deadline - time.monotonic())):
+            job.abandoned = True  # a worker that has not started it yet skips it
+            raise ResolveTimeout(f"{host!r} did not resolve before the probe's deadline")
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            if self._started >= self._threads:
+                return
+            self._started += 1
+        threading.Thread(target=self._work, name="probe-resolver", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job.abandoned:
+                continue
+            try:
+                job.result = job.resolver(job.host, job.port)
+            except BaseException as e:  # handed to the caller, who raises it
+                job.error = e
+            job.done.set()
+
+
+#: The resolver every Allowlist uses for probes.
+RESOLVER = BoundedResolver()
+
+
 class Allowlist:
-    def __init__(self, rules: Iterable[str] = DEFAULT_RULES, configured: Iterable[str] = (), resolver: Resolver = resolve):
+    def __init__(self, rules: Iterable[str] = DEFAULT_RULES, configured: Iterable[str] = (), resolver: Resolver = resolve,
+                 lookups: BoundedResolver | None = None):
         self.rules = [parse_rule(r) for r in rules]
-        self._configured = {self.normalise(a) for a in configured}
+        self._configured: dict[tuple[str, int] | str, str] = {}
+        for a in configured:
+            key = self.normalise(a)
+            self._configured[key] = key if isinstance(key, str) else format_address(*key)
         self._resolve = resolver
+        self._lookups = lookups or RESOLVER
 
     @staticmethod
-    def normalise(address: str) -> tuple[str, int]:
+    def normalise(address: str) -> tuple[str, int] | str:
+        """``(host, port)`` with the host canonical (:func:`~otel_bare_metal.address.canonical_host`),
+        or a device id as 8 upper-case hex digits."""
+        device_id = parse_device_id(address)
+        if device_id is not None:
+            return f"{device_id:08X}"
         host, port = parse_address(address)
-        return host.lower(), port
+        return canonical_host(host), port
 
-    def check(self, target: str) -> str:
-        """The one address to dial for ``target``, as ``ip:port`` (``[v6]:port``); raise
-        ValueError (malformed, HTTP 400) or TargetNotAllowed (HTTP 403).
+    def check(self, target: str, deadline: float | None = None) -> str:
+        """The one device name to probe for ``target``: ``ip:port`` (``[v6]:port``) to dial, or a
+        configured device's own name; raise ValueError (malformed, HTTP 400), TargetNotAllowed
+        (HTTP 403) or ResolveTimeout (HTTP 503: the name did not resolve before ``deadline``,
+        a ``time.monotonic()`` value).
 
         A host name is resolved **once**, here; every address it resolves to must be allowed,
         and the caller dials the returned address over TCP and UDP alike, never the name, so a
         name that answers differently the next time (DNS rebinding) cannot redirect the probe.
-        The returned spelling is canonical: one device is one ``/probe`` cache entry however
-        the target was written.  A configured device is allowed whatever it resolves to (and
-        dialled by name if it does not resolve: it is then reported down, as on /metrics).
+        The returned spelling is canonical: one device is one ``/probe`` cache entry and one
+        label value however the target was written.  A configured device (by address, name or
+        device id) is allowed whatever it resolves to and keeps the name ``/metrics`` gives it.
         """
-        host, port = self.normalise(target)
-        configured = (host, port) in self._configured
+        key = self.normalise(target)
+        if key in self._configured:
+            return self._configured[key]
+        if isinstance(key, str):
+            raise TargetNotAllowed(f"device id {key} is not a configured device (--hdhomerun.device)")
+        host, port = key
         try:
             addresses = [_ip(host)]
         except ValueError:
             try:
-                addresses = [_ip(a) for a in self._resolve(host, port)]
+                found = self._lookups.resolve(self._resolve, host, port, deadline)
+                addresses = [_ip(canonical_host(a)) for a in found]
             except (OSError, ValueError) as e:
-                if configured:
-                    return format_address(host, port)
                 raise TargetNotAllowed(f"target {target!r} does not resolve: {e}") from None
             if not addresses:
-                if configured:
-                    return format_address(host, port)
                 raise TargetNotAllowed(f"target {target!r} does not resolve")
-        for ip in [] if configured else addresses:
+        for ip in addresses:
             plain = ipaddress.ip_address(str(ip).split("%")[0])
             if not any(rule.allows(plain, port) for rule in self.rules):
                 raise TargetNotAllowed(
@@ -132,5 +227,5 @@ class Allowlist:
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """An address (IPv6 zone id kept, for dialling a link-local device)."""
+    """An address (a link-local IPv6 address keeps its canonical zone id, for dialling it)."""
     return ipaddress.ip_address(text)

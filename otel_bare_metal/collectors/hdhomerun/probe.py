@@ -18,7 +18,13 @@ Memory is flat in the number of targets probed (bench/probe_memory.py holds it t
   when evicted.
 
 The device is read *before* the collection, outside the SDK's collection lock, so a dead or
-slow device delays only its own probe.
+slow device delays only its own probe.  Probes of one device that arrive while it is being
+read join that read (``Device.read`` is single-flight) and each waits at most until its own
+deadline.  Their log lines count against their own budget
+(:data:`~otel_bare_metal.logutil.PROBE_BUDGET`), never the configured devices'.  One deadline
+covers a probe: the allowlist's name lookup, the device read and the render.  How many probes
+run at once is bounded by :class:`ProbeSlots` (``--hdhomerun.max-probes``), apart from the
+``/metrics`` scrapes (``--web.max-requests``), so probes never take the room Prometheus needs.
 
 :class:`Probe` is the route the hdhomerun collector's spec hands the app: it checks the target
 against the allowlist and answers with status, body and content type; the app owns HTTP.  The
@@ -28,6 +34,7 @@ exposition layer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any, Callable, Mapping
@@ -35,18 +42,46 @@ from typing import Any, Callable, Mapping
 from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__, limits
-from otel_bare_metal.collectors.hdhomerun.fleet import Device, DeviceReading, FleetReading
-from otel_bare_metal.collectors.hdhomerun.allowlist import FLAG, Allowlist, TargetNotAllowed
+from otel_bare_metal.collectors.hdhomerun.fleet import Device, DeviceReading, FleetReading, LocateFunction
+from otel_bare_metal.collectors.hdhomerun.allowlist import FLAG, Allowlist, ResolveTimeout, TargetNotAllowed
 from otel_bare_metal.collectors.hdhomerun.metrics import METRICS, HDHomeRunObservers
-from otel_bare_metal.logutil import RateLimitedLog
+from otel_bare_metal.logutil import PROBE_BUDGET, RateLimitedLog
 from otel_bare_metal.telemetry import NAMINGS, register
 from otel_bare_metal.telemetry.naming import classic_table
 from otel_bare_metal.telemetry.provider import meter_provider
 
 log = logging.getLogger(__name__)
-_warn = RateLimitedLog(log)
+_warn = RateLimitedLog(log, budget=PROBE_BUDGET)
 
 MAX_TARGETS = limits.PROBE_DEVICES
+#: Probes served at once by default (``--hdhomerun.max-probes``), as many as ``--web.max-requests``
+#: allows scrapes of ``/metrics``.
+DEFAULT_MAX_PROBES = 40
+
+
+class ProbeSlots:
+    """At most ``limit`` probes at once (0: no limit).  ``try_acquire`` never waits: a probe
+    past the limit is answered 503 at once, as ``--web.max-requests`` answers a scrape past
+    its limit (promhttp's ``MaxRequestsInFlight``)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit) if limit > 0 else None
+        self._lock = threading.Lock()
+        self.in_flight = 0  # probes holding a slot now
+
+    def try_acquire(self) -> bool:
+        if self._slots is not None and not self._slots.acquire(blocking=False):
+            return False
+        with self._lock:
+            self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+        if self._slots is not None:
+            self._slots.release()
 
 
 class _RenderingProbe:
@@ -83,10 +118,13 @@ class ProbeTargets:
     metrics=)`` makes the Prometheus page of one probe (the app passes ``PrometheusPage``)."""
 
     def __init__(self, timeout: float, resource: Resource, *, page: Callable[..., Any], max_targets: int = MAX_TARGETS,
-                 device_factory: Callable[[str, float], Device] = Device, naming: str = "otel"):
+                 device_factory: Callable[[str, float], Device] | None = None, naming: str = "otel",
+                 locate: LocateFunction | None = None):
         self.timeout = timeout
         self._page = page
-        self._device_factory = device_factory
+        # A probed device logs against the probes' budget; a device id (only a configured
+        # one passes the allowlist) is found the way the configured devices are.
+        self._device_factory = device_factory or functools.partial(Device, locate=locate, log_budget=PROBE_BUDGET)
         self._evicted: list[Device] = []
         self._devices: limits.BoundedCache[object, Device] = limits.BoundedCache(
             max_targets, on_evict=lambda _key, device: self._evicted.append(device))
@@ -149,22 +187,35 @@ TEXT = "text/plain; charset=utf-8"
 
 class Probe:
     """``/probe?target=ADDRESS``: one target, checked against the allowlist (resolved once, so
-    the device dialled is the one checked), read and rendered by the scrape's ``deadline``."""
+    the device dialled is the one checked), read and rendered by the scrape's ``deadline``: one
+    deadline for the name lookup, the read and the render."""
 
-    def __init__(self, allowlist: Allowlist, targets: ProbeTargets):
+    def __init__(self, allowlist: Allowlist, targets: ProbeTargets, slots: ProbeSlots | None = None):
         self.allowlist = allowlist
         self.targets = targets
+        self.slots = slots or ProbeSlots(DEFAULT_MAX_PROBES)
 
     def __call__(self, query: Mapping[str, list], accept: str | None, deadline: float) -> tuple[int, bytes, str]:
         targets = [t for t in query.get("target", []) if t.strip()]
         if len(targets) != 1:
             return 400, b"exactly one target parameter is required, e.g. /probe?target=192.168.1.8\n", TEXT
         target = targets[0].strip()
+        if not self.slots.try_acquire():
+            return 503, f"Limit of concurrent probes reached ({self.slots.limit}), try again later.\n".encode(), TEXT
         try:
-            address = self.allowlist.check(target)  # resolved once: dial exactly what was checked
+            return self._probe(target, accept, deadline)
+        finally:
+            self.slots.release()
+
+    def _probe(self, target: str, accept: str | None, deadline: float) -> tuple[int, bytes, str]:
+        try:
+            address = self.allowlist.check(target, deadline)  # resolved once: dial exactly what was checked
         except TargetNotAllowed as e:  # the reason (and the rules) go to the log, not to the caller
             log.debug("probe refused", extra={"target": target, "reason": str(e)})
             return 403, f"target {target!r} is not allowed; see {FLAG}\n".encode(), TEXT
+        except ResolveTimeout as e:
+            log.debug("probe gave up", extra={"target": target, "reason": str(e)})
+            return 503, f"target {target!r} did not resolve in time\n".encode(), TEXT
         except ValueError as e:
             return 400, f"bad target: {e}\n".encode(), TEXT
         body, content_type = self.targets.get(address).render(accept, deadline)
