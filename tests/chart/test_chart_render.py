@@ -107,6 +107,7 @@ GUARDS = [
     ({"metricsExporter": "prometheus,otlp"}, "otlp.endpoint is empty"),
     ({"hdhomerun": {"enabled": True}}, "nothing to probe"),
     ({"hdhomerun": {"enabled": True, "discover": True}}, "set hdhomerun.hostNetwork=true"),
+    ({"hdhomerun": {"enabled": True, "devices": ["192.168.1.50", "1050ABCE"]}}, "device id 1050ABCE"),
     ({"scheme": "https"}, "needs webConfig.existingSecret"),
     ({"networkPolicy": {"enabled": True}, "hostNetwork": True}, "no effect on hostNetwork"),
 ]
@@ -385,7 +386,8 @@ def test_hdhomerun_probe_deployment(rendered_scenarios):
     assert deploy["spec"]["replicas"] == 1
     container = exporter(deploy)
     args = container["args"]
-    assert "--hdhomerun.device=192.168.1.50" in args and "--hdhomerun.device=1050ABCD" in args
+    assert "--hdhomerun.device=192.168.1.50" in args and "--hdhomerun.device=1050ABCE" in args
+    assert "--hdhomerun.discover-address=192.168.1.51" in args
     assert "--hdhomerun.allow-target=192.168.1.0/24" in args
     assert "--hdhomerun.timeout=3" in args
     assert "--collector.disable-defaults" in args and "--collector.hdhomerun" in args
