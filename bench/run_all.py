@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hdhomerun_fanout  # noqa: E402
 import memory  # noqa: E402
 import mounts  # noqa: E402
+import probe_budget  # noqa: E402
 import probe_memory  # noqa: E402
 import scale  # noqa: E402
 import scrape_deadline  # noqa: E402
@@ -36,8 +37,8 @@ import soak  # noqa: E402
 import throughput  # noqa: E402
 from common import ROOT  # noqa: E402
 
-PARTS = ("throughput", "scale", "breakdown", "fanout", "deadline", "memory", "probes", "mounts", "soak", "slowloris",
-         "trickle", "auth")
+PARTS = ("throughput", "scale", "breakdown", "fanout", "deadline", "memory", "probes", "probe-budget", "mounts", "soak",
+         "slowloris", "trickle", "auth")
 RATIO_TARGET, RATIO_STRETCH = 0.5, 1.0
 FANOUT_DEVICES, FANOUT_LATENCY, FANOUT_FACTOR = 100, 0.05, 1.5
 
@@ -275,6 +276,13 @@ def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, 
                 "VmRSS of the exporter (only /probe) probed over one connection: distinct loopback targets, then a "
                 "fleet probed in turn; a few simulators, the rest dead `127.X.Y.Z:9`. MB = 10⁶ bytes.", "",
                 probe_memory.table(pm)]
+    pb = results.get("probe_budget")
+    if pb:
+        doc += ["", "## /probe beside /metrics", "",
+                "`bench/probe_budget.py`: /probe has slots of its own (`--hdhomerun.max-probes`), one deadline per probe "
+                "(name lookup included) and one read in flight per device. Loopback targets that accept and never "
+                "answer; a simulator answering in 200 ms; a dead simulator. node_exporter serves no /probe: no "
+                "comparison under the same load.", "", probe_budget.table(pb)]
     mt = results.get("mounts")
     if mt:
         doc += ["", "## Many mounts", "",
@@ -371,6 +379,10 @@ def main() -> int:
         log(f"probes: {distinct} distinct targets, then {cycling} probes over {fleet}")
         results["probes"] = probe_memory.measure(distinct, cycling, fleet)
         print("## /probe memory\n\n" + probe_memory.table(results["probes"]) + "\n")
+    if "probe-budget" not in skip:
+        log("probe budget: hanging probes beside /metrics, a hung name lookup, a burst, dead devices, SIGTERM")
+        results["probe_budget"] = probe_budget.measure()
+        print("## /probe beside /metrics\n\n" + probe_budget.table(results["probe_budget"]) + "\n")
     if "mounts" not in skip:
         counts = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
         log(f"mounts: {', '.join(map(str, counts))}")
