@@ -25,7 +25,6 @@ imports, so the same script measures another checkout with ``PYTHONPATH=/path/to
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import signal
 import socket
@@ -44,22 +43,40 @@ if "PYTHONPATH" not in os.environ:
 from common import free_port  # noqa: E402
 
 import otel_bare_metal  # noqa: E402
-from otel_bare_metal.app import Config, App  # noqa: E402
-from otel_bare_metal.hdhr.simulator import Faults, Simulator  # noqa: E402
 from otel_bare_metal.telemetry.resource import build_resource  # noqa: E402
+
+try:  # this tree
+    from otel_bare_metal.app import App  # noqa: E402
+    from otel_bare_metal.collectors.hdhomerun import HDHomeRunOptions  # noqa: E402
+    from otel_bare_metal.collectors.hdhomerun.allowlist import Allowlist  # noqa: E402
+    from otel_bare_metal.config import Config  # noqa: E402
+    from otel_bare_metal.hdhr.simulator import Faults, Simulator  # noqa: E402
+    OLD = False
+except ImportError:  # a checkout from before the folder-per-collector tree (the "before" figures)
+    from otel_bare_metal.app import Config, Exporter as App  # type: ignore[no-redef]  # noqa: E402
+    from otel_bare_metal.exposition.allowlist import Allowlist  # type: ignore[no-redef]  # noqa: E402
+    from otel_bare_metal.hdhomerun.simulator import Faults, Simulator  # type: ignore[no-redef]  # noqa: E402
+    OLD = True
 
 TREE = Path(otel_bare_metal.__file__).resolve().parent.parent
 
 
-def config(**values):
-    """A Config with the fields this checkout has (an older one lacks --hdhomerun.max-probes)."""
-    known = {f.name for f in dataclasses.fields(Config)}
-    return Config(**{k: v for k, v in values.items() if k in known})
+def exporter(timeout: float = 2.5, max_requests: int = 40, max_probes: int = 40):
+    """The exporter in this process, /probe only, loopback targets allowed, on an ephemeral port."""
+    if OLD:
+        return App(Config(listen_address="127.0.0.1:0", collectors={}, hdhomerun_allow_targets=["127.0.0.0/8:*"],
+                          hdhomerun_timeout=timeout, max_requests=max_requests),
+                   resource=build_resource({}), collectors=[], environ={}).start()
+    options = HDHomeRunOptions(timeout=timeout, allow_targets=("127.0.0.0/8:*",), max_probes=max_probes)
+    return App(Config(listen_address="127.0.0.1:0", collectors={}, max_requests=max_requests, options={"hdhomerun": options}),
+               resource=build_resource({}), collectors=[]).start()
 
 
-def exporter(**values) -> App:
-    values = {"listen_address": "127.0.0.1:0", "collectors": {}, "hdhomerun_allow_targets": ["127.0.0.0/8:*"], **values}
-    return App(config(**values), resource=build_resource({}), collectors=[], environ={}).start()
+def set_allowlist(ex, allowlist) -> None:
+    if OLD:
+        ex.allowlist = allowlist
+    else:
+        ex.collector_routes["/probe"].handler.allowlist = allowlist
 
 
 def get(url: str, timeout_header: float | None = None, timeout: float = 30.0) -> tuple[int, float, bytes]:
@@ -118,7 +135,7 @@ class Silent:
 
 def starve() -> str:
     silent = Silent(40)
-    ex = exporter(hdhomerun_timeout=30.0, max_requests=40, hdhomerun_max_probes=40)
+    ex = exporter(timeout=30.0, max_requests=40, max_probes=40)
     base = f"http://127.0.0.1:{ex.server.port}"
     try:
         probes = [threading.Thread(target=get, args=(f"{base}/probe?target={t}", 10.0), daemon=True) for t in silent.targets()]
@@ -145,8 +162,6 @@ def starve() -> str:
 
 
 def slow_name() -> str:
-    from otel_bare_metal.collectors.hdhomerun.allowlist import Allowlist
-
     release = threading.Event()
 
     def hanging(host, port):
@@ -154,7 +169,7 @@ def slow_name() -> str:
         return ["127.0.0.1"]
 
     ex = exporter()
-    ex.collector_routes["/probe"].handler.allowlist = Allowlist(["127.0.0.0/8:*"], resolver=hanging)
+    set_allowlist(ex, Allowlist(["127.0.0.0/8:*"], resolver=hanging))
     try:
         status, took, _ = get(f"http://127.0.0.1:{ex.server.port}/probe?target=slow.test", 2.0, timeout=20)
         return f"| slow-name | header 2 s: status {status} after {took:.2f} s |"
@@ -165,7 +180,7 @@ def slow_name() -> str:
 
 def burst() -> str:
     with Simulator("127.0.0.1", 0, tuners=2, faults=Faults(latency=0.2)) as sim:
-        ex = exporter(hdhomerun_timeout=2.5)
+        ex = exporter(timeout=2.5)
         try:
             url = f"http://127.0.0.1:{ex.server.port}/probe?target={sim.address_text}"
             get(url, 10.0)  # facts learned once
@@ -181,7 +196,7 @@ def burst() -> str:
 
 def dead() -> str:
     with Simulator("127.0.0.1", 0, tuners=1, faults=Faults(drop=True)) as sim:
-        ex = exporter(hdhomerun_timeout=2.5)
+        ex = exporter(timeout=2.5)
         try:
             url = f"http://127.0.0.1:{ex.server.port}/probe?target={sim.address_text}"
             results = concurrently(3, lambda: get(url))

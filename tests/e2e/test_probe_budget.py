@@ -12,7 +12,9 @@ import threading
 import time
 
 from helpers import exporter_command, fetch, free_port, samples, wait_for_http
-from otel_bare_metal.app import Config, App
+from otel_bare_metal.app import App
+from otel_bare_metal.collectors.hdhomerun import HDHomeRunOptions
+from otel_bare_metal.config import Config
 from otel_bare_metal.hdhr.simulator import Faults, Simulator
 from otel_bare_metal.telemetry.resource import build_resource
 
@@ -63,9 +65,9 @@ def wait_until(predicate, timeout=30.0):
 
 def test_probes_that_never_end_leave_metrics_its_slots():
     silent = Silent(40)
-    exporter = App(Config(listen_address="127.0.0.1:0", collectors={}, hdhomerun_timeout=30.0,
-                               hdhomerun_allow_targets=["127.0.0.0/8:*"], max_requests=40),
-                        resource=build_resource({}), collectors=[], environ={}).start()
+    exporter = App(Config(listen_address="127.0.0.1:0", collectors={}, max_requests=40, options={
+        "hdhomerun": HDHomeRunOptions(timeout=30.0, allow_targets=("127.0.0.0/8:*",))}),
+                   resource=build_resource({}), collectors=[]).start()
     base = f"http://127.0.0.1:{exporter.server.port}"
     probes = [threading.Thread(target=fetch, args=(f"{base}/probe?target={t}",),
                                kwargs={"headers": {"X-Prometheus-Scrape-Timeout-Seconds": "8"}, "timeout": 20}, daemon=True)
@@ -94,8 +96,9 @@ def test_a_name_that_never_resolves_gives_up_at_the_probe_deadline():
         release.wait(60)
         return ["127.0.0.1"]
 
-    exporter = App(Config(listen_address="127.0.0.1:0", collectors={}, hdhomerun_allow_targets=["127.0.0.0/8:*"]),
-                        resource=build_resource({}), collectors=[], environ={}).start()
+    exporter = App(Config(listen_address="127.0.0.1:0", collectors={},
+                          options={"hdhomerun": HDHomeRunOptions(allow_targets=("127.0.0.0/8:*",))}),
+                   resource=build_resource({}), collectors=[]).start()
     try:
         from otel_bare_metal.collectors.hdhomerun.allowlist import Allowlist
 
@@ -116,8 +119,9 @@ def test_close_with_probes_of_a_dead_device_in_flight_ends_within_the_grace(capl
     """The shutdown grace (5 s) outlasts probes of a dead device: they share one read (before:
     one read after another, 2.5, 5.0 and 7.5 s, and the third outlived the grace)."""
     with Simulator("127.0.0.1", 0, tuners=1, faults=Faults(drop=True)) as dead:
-        app = App(Config(listen_address="127.0.0.1:0", collectors={}, hdhomerun_allow_targets=["127.0.0.0/8:*"]),
-                  resource=build_resource({}), collectors=[], environ={}).start()
+        app = App(Config(listen_address="127.0.0.1:0", collectors={},
+                         options={"hdhomerun": HDHomeRunOptions(allow_targets=("127.0.0.0/8:*",))}),
+                  resource=build_resource({}), collectors=[]).start()
         url = f"http://127.0.0.1:{app.server.port}/probe?target={dead.address_text}"
         answers = []
         probes = [threading.Thread(target=lambda: answers.append(fetch(url, timeout=20))) for _ in range(3)]

@@ -11,7 +11,9 @@ import time
 import pytest
 
 from helpers import exporter_command, fetch, samples
-from otel_bare_metal.app import Config, App
+from otel_bare_metal.app import App
+from otel_bare_metal.collectors.hdhomerun import HDHomeRunOptions
+from otel_bare_metal.config import Config
 from otel_bare_metal.hdhr.simulator import Simulator
 from otel_bare_metal.telemetry.resource import build_resource
 
@@ -26,10 +28,10 @@ def series(body, name):
             if metric == name}
 
 
-def exporter(devices, discover, **config):
-    return App(Config(listen_address="127.0.0.1:0", hdhomerun_devices=devices, hdhomerun_discover_addresses=discover,
-                           collectors={"hdhomerun": True}, hdhomerun_timeout=1.0, **config),
-                    resource=build_resource({}), environ={}).start()
+def exporter(devices, discover, **options):
+    options = HDHomeRunOptions(devices=tuple(devices), discover_addresses=tuple(discover), timeout=1.0, **options)
+    return App(Config(listen_address="127.0.0.1:0", collectors={"hdhomerun": True}, options={"hdhomerun": options}),
+               resource=build_resource({})).start()
 
 
 def test_a_device_given_by_id_is_found_by_discovery_and_labelled_by_its_id():
@@ -78,7 +80,7 @@ def test_an_invalid_device_id_is_one_line_and_exit_2(text):
 def test_probe_accepts_a_configured_device_id_only():
     with Simulator("127.0.0.1", 0, tuners=1, device_id=DEVICE_ID) as sim, \
             Simulator("127.0.0.1", 0, tuners=1, device_id=OTHER_ID) as other:
-        ex = exporter(["1050ABCE"], [sim.address_text, other.address_text], hdhomerun_allow_targets=["10.0.0.0/8"])
+        ex = exporter(["1050ABCE"], [sim.address_text, other.address_text], allow_targets=("10.0.0.0/8",))
         try:
             base = f"http://127.0.0.1:{ex.server.port}"
             status, _, body = fetch(f"{base}/probe?target=1050abce")

@@ -9,7 +9,9 @@ import socket
 import pytest
 
 from helpers import fetch, samples
-from otel_bare_metal.app import Config, App
+from otel_bare_metal.app import App
+from otel_bare_metal.collectors.hdhomerun import HDHomeRunOptions
+from otel_bare_metal.config import Config
 from otel_bare_metal.collectors.hdhomerun.allowlist import Allowlist
 from otel_bare_metal.hdhr import parse_tuner_debug
 from otel_bare_metal.hdhr import packet as pkt
@@ -44,8 +46,9 @@ def test_a_fleet_given_one_device_in_several_spellings_reads_it_once():
 
 def test_metrics_and_probe_give_one_device_one_label_value():
     with Simulator(HOST, 65001, tuners=1):
-        exporter = App(Config(listen_address="127.0.0.1:0", hdhomerun_devices=[HOST], collectors={"hdhomerun": True}),
-                            resource=build_resource({}), environ={}).start()
+        exporter = App(Config(listen_address="127.0.0.1:0", collectors={"hdhomerun": True},
+                              options={"hdhomerun": HDHomeRunOptions(devices=(HOST,))}),
+                       resource=build_resource({})).start()
         try:
             base = f"http://127.0.0.1:{exporter.server.port}"
             status, _, body = fetch(f"{base}/metrics")
@@ -71,8 +74,9 @@ def _has_ipv6_loopback():
 def test_zone_ids_on_one_device_are_refused_not_new_entries():
     with Simulator("::1", 0, tuners=1) as sim:
         port = sim.address[1]
-        exporter = App(Config(listen_address="127.0.0.1:0", collectors={}, hdhomerun_allow_targets=["[::1]:*"]),
-                            resource=build_resource({}), collectors=[], environ={}).start()
+        exporter = App(Config(listen_address="127.0.0.1:0", collectors={},
+                              options={"hdhomerun": HDHomeRunOptions(allow_targets=("[::1]:*",))}),
+                       resource=build_resource({}), collectors=[]).start()
         try:
             base = f"http://127.0.0.1:{exporter.server.port}"
             status, _, body = fetch(f"{base}/probe?target=[::1]:{port}")

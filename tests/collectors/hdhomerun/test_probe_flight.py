@@ -6,7 +6,9 @@ import socket
 import threading
 
 from helpers import fetch, samples
-from otel_bare_metal.app import Config, App
+from otel_bare_metal.app import App
+from otel_bare_metal.collectors.hdhomerun import HDHomeRunOptions
+from otel_bare_metal.config import Config
 from otel_bare_metal.hdhr.simulator import Faults, Simulator
 from otel_bare_metal.collectors.hdhomerun.fleet import Fleet
 from otel_bare_metal.telemetry.resource import build_resource
@@ -16,10 +18,10 @@ def up(body):
     return {dict(labels).get("hdhomerun_device"): v for (name, labels), v in samples(body.decode()).items() if name == "hdhomerun_up"}
 
 
-def exporter(**config):
-    config.setdefault("hdhomerun_allow_targets", ["127.0.0.0/8:*"])
-    return App(Config(listen_address="127.0.0.1:0", collectors={}, **config), resource=build_resource({}),
-                    collectors=[], environ={}).start()
+def exporter(**options):
+    options.setdefault("allow_targets", ("127.0.0.0/8:*",))
+    return App(Config(listen_address="127.0.0.1:0", collectors={}, options={"hdhomerun": HDHomeRunOptions(**options)}),
+               resource=build_resource({}), collectors=[]).start()
 
 
 def concurrently(n, call):
@@ -36,7 +38,7 @@ def test_a_burst_of_probes_of_one_healthy_device_shares_its_reads():
     """14 probes of a device that answers each request in 200 ms: each joins the read in flight
     (before: they queued on the device's lock and the last ones reported it down)."""
     with Simulator("127.0.0.1", 0, tuners=2, faults=Faults(latency=0.2)) as sim:
-        ex = exporter(hdhomerun_timeout=5.0)
+        ex = exporter(timeout=5.0)
         try:
             url = f"http://127.0.0.1:{ex.server.port}/probe?target={sim.address_text}"
             assert up(fetch(url, timeout=20)[2]) == {sim.address_text: 1.0}  # learn the facts first
@@ -53,7 +55,7 @@ def test_probes_of_a_dead_device_join_one_read():
     """Three probes of a device that never answers: one read, which all three share (before:
     three reads one after another, 2.5, 5.0 and 7.5 s)."""
     with Simulator("127.0.0.1", 0, tuners=1, faults=Faults(drop=True)) as sim:
-        ex = exporter(hdhomerun_timeout=2.0)
+        ex = exporter(timeout=2.0)
         try:
             url = f"http://127.0.0.1:{ex.server.port}/probe?target={sim.address_text}"
             results = concurrently(3, lambda: fetch(url, timeout=20))
@@ -72,7 +74,7 @@ def test_probes_of_dead_targets_cannot_silence_a_configured_device(caplog):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
-    ex = exporter(hdhomerun_timeout=1.0)
+    ex = exporter(timeout=1.0)
     try:
         with caplog.at_level(logging.WARNING):
             for port in ports:
