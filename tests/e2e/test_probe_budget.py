@@ -3,6 +3,7 @@ lookup gives up at the probe's deadline, and SIGTERM with probes of a dead devic
 exits within the 5 s grace.  Loopback only: the targets that never answer are listening
 sockets that accept and stay silent."""
 
+import importlib
 import logging
 import os
 import signal
@@ -52,6 +53,10 @@ class Silent:
             t.join(2)
         for c in self.held + self.servers:
             c.close()
+
+
+def up(body):
+    return {dict(labels).get("hdhomerun_device"): v for (name, labels), v in samples(body.decode()).items() if name == "hdhomerun_up"}
 
 
 def wait_until(predicate, timeout=30.0):
@@ -110,6 +115,30 @@ def test_a_name_that_never_resolves_gives_up_at_the_probe_deadline():
         assert status == 503 and b"did not resolve in time" in body
         assert lookups == ["slow.test"]
         assert fetch(f"{base}/metrics")[0] == 200
+    finally:
+        release.set()
+        exporter.close()
+
+
+def test_a_configured_name_that_never_resolves_gives_up_at_the_probe_deadline(monkeypatch):
+    """A configured device keeps its name (its /metrics label) and is dialled by it: that
+    lookup, too, ends at the probe's deadline (the device is then reported down)."""
+    allowlist = importlib.import_module("otel_bare_metal.collectors.hdhomerun.allowlist")
+    release = threading.Event()
+
+    def hanging_resolver(host, port):
+        release.wait(60)
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(allowlist, "resolve", hanging_resolver)
+    exporter = App(Config(listen_address="127.0.0.1:0", collectors={},
+                          options={"hdhomerun": HDHomeRunOptions(devices=("tuner.test",))}),
+                   resource=build_resource({}), collectors=[]).start()
+    try:
+        url = f"http://127.0.0.1:{exporter.server.port}/probe?target=TUNER.test:65001"
+        # The HTTP client gives up after 10 s: before, the probe waited on the lookup for good.
+        status, _, body = fetch(url, headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}, timeout=10)
+        assert status == 200 and up(body) == {"tuner.test:65001": 0.0}
     finally:
         release.set()
         exporter.close()

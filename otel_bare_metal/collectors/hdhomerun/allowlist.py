@@ -162,8 +162,40 @@ class BoundedResolver:
             job.done.set()
 
 
-#: The resolver every Allowlist uses for probes.
+#: The resolver every Allowlist uses for probes, and devices for the names they dial.
 RESOLVER = BoundedResolver()
+
+
+def resolve_within(host: str, port: int, timeout: float) -> str:
+    """The first address ``host`` resolves to, or :class:`TimeoutError` after ``timeout``
+    seconds (an IP address is returned as it is).  A device given by name is dialled through
+    this, so its name lookup is bounded like every other step of a read."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        return host
+    except ValueError:
+        pass
+    try:
+        found = RESOLVER.resolve(lambda h, p: resolve(h, p), host, port, time.monotonic() + timeout)
+    except ResolveTimeout as e:
+        raise TimeoutError(str(e)) from None
+    if not found:
+        raise OSError(f"{host!r} does not resolve")
+    return found[0]
+
+
+def connect_within(address: tuple[str, int], timeout: float) -> socket.socket:
+    """``socket.create_connection`` whose name lookup is bounded by ``timeout`` too (the
+    client's ``connect``)."""
+    started = time.monotonic()
+    host, port = address
+    ip = resolve_within(host, port, timeout)
+    sock = socket.create_connection((ip, port), timeout=max(0.001, timeout - (time.monotonic() - started)))
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # pragma: no cover - not every socket type supports it
+        pass
+    return sock
 
 
 class Allowlist:

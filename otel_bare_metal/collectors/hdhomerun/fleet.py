@@ -171,7 +171,7 @@ class Device:
     configured ones).
     """
 
-    def __init__(self, address: str, timeout: float, client_factory: Callable[[str, float], Client] = Client,
+    def __init__(self, address: str, timeout: float, client_factory: Callable[[str, float], Client] | None = None,
                  discover: DiscoverFunction | None = None, clock: Callable[[], float] = time.monotonic,
                  dial: str | None = None, locate: LocateFunction | None = None,
                  log_budget: LogBudget | None = None):
@@ -182,8 +182,8 @@ class Device:
         self._locate = locate
         self.dial = dial or (None if self.device_id is not None else self.address)
         self.timeout = timeout
-        self._client_factory = client_factory
-        self._client: Client | None = client_factory(self.dial, timeout) if self.dial is not None else None
+        self._client_factory = client_factory or bounded_client  # a name's lookup is bounded too
+        self._client: Client | None = self._client_factory(self.dial, timeout) if self.dial is not None else None
         self._discover = discover or discover_device
         self._clock = clock
         self._facts: dict[str, object] = {}
@@ -389,12 +389,24 @@ def locator(addresses: list[str] | None) -> LocateFunction:
     return locate
 
 
+def bounded_client(address: str, timeout: float) -> Client:
+    """A client whose connect resolves a device's name within the request's time, too."""
+    from otel_bare_metal.collectors.hdhomerun.allowlist import connect_within
+
+    return Client(address, timeout, connect=connect_within)
+
+
 def discover_device(address: str, window: float) -> Discovered | None:
     """Device id and tuner count from one unicast discover to ``address`` (the id travels
     only in discover replies).  None when the device does not answer within ``window``."""
+    from otel_bare_metal.collectors.hdhomerun.allowlist import resolve_within
+
     host, port = parse_address(address)
     try:
-        found = discover(format_address(host, port), attempts=1, window=max(0.01, min(window, 30.0)))
+        started = time.monotonic()
+        ip = resolve_within(host, port, window)  # a name is looked up within the window too
+        window -= time.monotonic() - started
+        found = discover(format_address(ip, port), attempts=1, window=max(0.01, min(window, 30.0)))
     except (OSError, ValueError):
         return None
     if not found:
