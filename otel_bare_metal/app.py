@@ -7,6 +7,7 @@ fixture trees and an ephemeral port; the command line builds one from flags.
 from __future__ import annotations
 
 import logging
+import platform
 import threading
 
 from opentelemetry.sdk.resources import Resource
@@ -44,7 +45,8 @@ def build_collectors(config: Config, reg: Registry | None = None) -> list[Source
         except Exception:
             if not spec.plugin:
                 raise
-            log.exception("collector plugin %r (%s) skipped: its source factory failed", spec.name, spec.plugin)
+            log.exception("collector plugin skipped: its source factory failed",
+                          extra=log_fields(plugin=spec.name, distribution=spec.plugin))
             continue
         if source is not None:
             collectors.append(SourceWorker(spec.name, source))
@@ -62,7 +64,7 @@ class App:
         registry: Registry | None = None,
     ):
         self.config = config
-        reg = registry or default_registry()
+        self.registry = reg = registry or default_registry()
         if config.sdk_disabled:  # nothing is read, nothing is exported
             self.collectors = []
         else:
@@ -146,10 +148,23 @@ class App:
             ssl_context=web.ssl_context if web else None, verify_peer=web.verify_peer if web else None,
             authorize=web.authorize if web else None, response_headers=web.response_headers if web else None,
         ).start()  # fmt: skip
+        self.log_start()  # once serving: a start-up failure stays one line
         for address in self.server.addresses:
             log.info("listening", extra=log_fields(address=address, tls=self.server_tls(), telemetry_path=self.config.telemetry_path))
         self.log_exporters()
         return self
+
+    def log_start(self) -> None:
+        """One line: the version, the enabled collectors and what each describes of itself
+        (``CollectorSpec.describe``: a collector's configured devices, say)."""
+        enabled = [] if self.config.sdk_disabled else [name for name, on in self.config.collectors.items() if on]
+        described: dict[str, str] = {}
+        for spec in self.registry.specs:
+            if spec.describe is not None and spec.name in enabled:
+                described.update(spec.describe(self.config.options_for(spec)))
+        log.info("starting otel-bare-metal", extra=log_fields(
+            version=__version__, python=platform.python_version(), collectors=",".join(enabled) or "none",
+            **described, naming=self.config.naming))
 
     def server_tls(self) -> bool:
         return self.web_config is not None and self.web_config.tls_enabled
@@ -159,7 +174,8 @@ class App:
         that OTEL_SDK_DISABLED switched everything off)."""
         if self.config.sdk_disabled:
             paths = " and ".join([self.config.telemetry_path, *self.collector_routes])
-            log.warning(f"OTEL_SDK_DISABLED=true: no metrics are collected or exported; {paths} answer 404")
+            log.warning("the OpenTelemetry SDK is disabled: no metrics are collected or exported; those paths answer 404",
+                        extra=log_fields(variable="OTEL_SDK_DISABLED", value="true", paths=paths))
             return
         where: dict[str, str] = {}
         if self.page is not None:
@@ -183,7 +199,7 @@ class App:
         done.start()
         done.join(timeout + 1)
         if done.is_alive():
-            log.warning("OTLP flush did not finish within %.1fs; exiting anyway", timeout)
+            log.warning("OTLP flush did not finish in time; exiting anyway", extra=log_fields(timeout_seconds=timeout))
         for route in self.collector_routes.values():
             if route.close is not None:
                 route.close()

@@ -105,8 +105,7 @@ def _serve(argv: Sequence[str], environ: Mapping[str, str], reg: Registry | None
     try:
         exporter = start(config, reg)
     except OSError as e:  # logging is set up: one error line in the chosen format, never a traceback
-        log.error(f"cannot listen on {_one_line(e)}" if e.filename is None else "cannot start",
-                  extra=fields() if e.filename is None else fields(err=_one_line(e)))
+        log.error("cannot listen" if e.filename is None else "cannot start", extra=fields(err=_one_line(e)))
         return 1
     except Exception as e:  # a broken web config file (WebConfigError), a NUL in a path, a bug
         log.error("cannot start", extra=fields(err=_one_line(e)))

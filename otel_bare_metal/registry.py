@@ -32,6 +32,8 @@ from importlib import metadata
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
+from otel_bare_metal.logutil import Message
+
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "otel_bare_metal.collectors"
@@ -269,6 +271,7 @@ class CollectorSpec:
     docs: str = ""  # Markdown under the section's table
     check: Callable[[Paths, Any, bool], Any] | None = None
     routes: Callable[[RouteContext], list[Route]] | None = None  # HTTP routes it serves, enabled or not
+    describe: Callable[[Any], Mapping[str, str]] | None = None  # its fields on the start-up log line, from its options
     plugin: str = ""  # the distribution a plugin came from ("" for built-ins)
     options: type | None = None  # a dataclass of ``option`` fields; see above
 
@@ -307,8 +310,8 @@ def builtin_specs() -> list[CollectorSpec]:
     return specs
 
 
-def load_plugins(known: Iterable[CollectorSpec], entry_points: Iterable[Any] | None = None) -> tuple[list[CollectorSpec], list[str]]:
-    """The valid plugin specs of the entry-point group, and one problem line per plugin skipped."""
+def load_plugins(known: Iterable[CollectorSpec], entry_points: Iterable[Any] | None = None) -> tuple[list[CollectorSpec], list[Message]]:
+    """The valid plugin specs of the entry-point group, and one problem (a log Message) per plugin skipped."""
     if entry_points is None:
         entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
     taken = {s.name for s in known}
@@ -325,7 +328,7 @@ def load_plugins(known: Iterable[CollectorSpec], entry_points: Iterable[Any] | N
         except Exception as e:  # a broken plugin must never stop the exporter
             problem = f"{type(e).__name__}: {e}"
         if problem:
-            problems.append(f"collector plugin {ep.name!r} ({dist}) skipped: {problem}")
+            problems.append(Message("collector plugin skipped", plugin=ep.name, distribution=dist, reason=problem))
             continue
         spec = replace(spec, plugin=dist)
         specs.append(spec)
@@ -363,7 +366,7 @@ def _plugin_problem(ep_name: str, spec: Any, taken: set[str], metric_names: set[
 @dataclass
 class Registry:
     specs: list[CollectorSpec]
-    problems: list[str] = field(default_factory=list)
+    problems: list[Message] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.by_name = {s.name: s for s in self.specs}
@@ -380,7 +383,7 @@ class Registry:
 
     def log_problems(self) -> None:
         for problem in self.problems:
-            log.error("%s", problem)
+            log.error(problem)  # a Message: constant text, the plugin and the reason as fields
 
 
 @functools.lru_cache(maxsize=1)

@@ -107,3 +107,11 @@ def promtool() -> str:
 def promtool_check_metrics(text: str | bytes) -> subprocess.CompletedProcess:
     data = text.encode() if isinstance(text, str) else text
     return subprocess.run([promtool(), "check", "metrics"], input=data, capture_output=True, timeout=30)
+
+
+def log_text(records) -> str:
+    """Captured log records (pytest's caplog.records) as the exporter writes them, one logfmt
+    line each, fields included (caplog.text shows only the constant message)."""
+    from otel_bare_metal.logutil import LogfmtFormatter
+
+    return "\n".join(LogfmtFormatter().format(r) for r in records)

@@ -9,7 +9,10 @@
     quoted = '"' *(char / escape) '"'   with JSON escapes only
 
 with no leading, trailing or doubled spaces and no key twice, and it additionally checks the
-promslog shape: ``time``, ``level``, ``source``, ``msg`` first, in that order.
+promslog shape (Go's log/slog behind prometheus/common's promslog): ``time``, ``level``,
+``source``, ``msg`` first, in that order; ``level`` one of slog's upper-case names; ``time``
+RFC 3339 with exactly three fraction digits in logfmt, as many as needed (Go's RFC3339Nano)
+in JSON; ``source`` ``file:line``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from __future__ import annotations
 import json
 import re
 
-TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)")
+JSON_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,8}[1-9])?(Z|[+-]\d\d:\d\d)")
 SOURCE = re.compile(r"[^:\s]+\.py:\d+")
-LEVELS = ("debug", "info", "warn", "error")
+LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 HEAD = ["time", "level", "source", "msg"]
 
 
@@ -82,14 +86,16 @@ def parse_logfmt(line: str) -> list[tuple[str, str]]:
 
 
 def check_promslog(record: dict | list[tuple[str, str]]) -> dict:
-    """The promslog shape: time, level, source, msg first; returns the record as a dict."""
-    items = list(record.items()) if isinstance(record, dict) else record
+    """The promslog shape: time, level, source, msg first; returns the record as a dict.
+    A dict is a JSON line, a list of pairs a logfmt line."""
+    json_line = isinstance(record, dict)
+    items = list(record.items()) if json_line else record
     keys = [k for k, _ in items[:4]]
     if keys != HEAD:
         raise LogfmtError(f"first keys are {keys}, want {HEAD}")
     out = dict(items)
-    if not TIME.fullmatch(str(out["time"])):
-        raise LogfmtError(f"time {out['time']!r} is not RFC 3339 UTC with milliseconds")
+    if not (JSON_TIME if json_line else TIME).fullmatch(str(out["time"])):
+        raise LogfmtError(f"time {out['time']!r} is not slog's RFC 3339 {'(nano)' if json_line else 'with milliseconds'}")
     if out["level"] not in LEVELS:
         raise LogfmtError(f"level {out['level']!r} is not one of {LEVELS}")
     if not SOURCE.fullmatch(str(out["source"])):

@@ -9,7 +9,7 @@ from opentelemetry.metrics import Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from helpers import FIXTURES
+from helpers import FIXTURES, log_text
 from otel_bare_metal.config import Config, ConfigError, load, parser
 from otel_bare_metal.registry import CollectorSpec, Flag, Registry, load_plugins, registry
 from otel_bare_metal.collectors.cpu.source import ProcfsCPUSource
@@ -161,7 +161,7 @@ def test_broken_plugins_are_skipped_with_a_reason_and_good_ones_kept():
     specs, problems = load_plugins(registry().specs[:3], eps)
     assert [s.name for s in specs] == ["extra", "factory"]
     assert all(s.plugin for s in specs)
-    text = "\n".join(problems)
+    text = "\n".join(f"{p} {p.fields}" for p in problems)
     assert len(problems) == 5
     for needle in ("'broken'", "missing_dependency", "'notaspec'", "not an otel_bare_metal.registry.CollectorSpec",
                    "'cpu' exists already", "system.cpu.time", "--collector.badflag."):
@@ -179,7 +179,9 @@ def test_a_plugin_whose_source_factory_raises_is_left_out(caplog):
     with caplog.at_level("ERROR"):
         collectors = build_collectors(Config(procfs=PROC, collectors={"cpu": True, "sensor": True}), reg)
     assert [c.name for c in collectors] == ["cpu"]
-    assert "collector plugin 'sensor' (otel-bare-metal-sensor) skipped" in caplog.text and "no such sensor" in caplog.text
+    text = log_text(caplog.records)
+    assert 'msg="collector plugin skipped: its source factory failed"' in text
+    assert "plugin=sensor distribution=otel-bare-metal-sensor" in text and "no such sensor" in text
     # A built-in collector's factory failing is a bug: it is not hidden.
     reg = Registry([replace(registry().get("cpu"), source=broken)])
     with pytest.raises(OSError):

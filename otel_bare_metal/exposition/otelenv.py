@@ -25,13 +25,16 @@ Where we differ from the specification's defaults, and why:
   on: only ``OTEL_METRICS_EXPORTER`` chooses the exporters.  (Platforms set the endpoint for every
   pod; a second, pushed copy of the data must be asked for.)
 
-The functions here are pure: they return the value and the warnings to log, so the command
-line can use them before logging is set up.
+The functions here are pure: they return the value and the warnings to log (each a
+``logutil.Message``: constant text, values as fields), so the command line can use them
+before logging is set up.
 """
 
 from __future__ import annotations
 
 from typing import Mapping
+
+from otel_bare_metal.logutil import Message
 
 EXPORTERS = ("prometheus", "otlp", "console")
 DEFAULT_EXPORTERS = frozenset({"prometheus"})
@@ -42,16 +45,16 @@ def _get(environ: Mapping[str, str], name: str) -> str:
     return (environ.get(name) or "").strip()
 
 
-def sdk_disabled(environ: Mapping[str, str]) -> tuple[bool, list[str]]:
+def sdk_disabled(environ: Mapping[str, str]) -> tuple[bool, list[Message]]:
     raw = _get(environ, "OTEL_SDK_DISABLED")
     if raw.lower() == "true":
         return True, []
     if raw and raw.lower() != "false":
-        return False, [f"OTEL_SDK_DISABLED={raw!r} is not true or false; treating it as false"]
+        return False, [Message("not true or false; treating it as false", variable="OTEL_SDK_DISABLED", value=raw)]
     return False, []
 
 
-def metrics_exporters(environ: Mapping[str, str]) -> tuple[frozenset[str], list[str]]:
+def metrics_exporters(environ: Mapping[str, str]) -> tuple[frozenset[str], list[Message]]:
     """The exporters ``OTEL_METRICS_EXPORTER`` names (default: prometheus), and warnings."""
     raw = _get(environ, "OTEL_METRICS_EXPORTER")
     if not raw:
@@ -61,15 +64,16 @@ def metrics_exporters(environ: Mapping[str, str]) -> tuple[frozenset[str], list[
     known = [item for item in items if item not in unknown]
     warnings = []
     if unknown:
-        warnings.append(f"OTEL_METRICS_EXPORTER: ignoring unknown exporter(s) {', '.join(unknown)}; "
-                        "known: prometheus, otlp, console, none")
+        warnings.append(Message("ignoring unknown metrics exporters", variable="OTEL_METRICS_EXPORTER",
+                                unknown=",".join(unknown), known="prometheus,otlp,console,none"))
     if not known:  # nothing usable: the setting is ignored, as for any unrecognised Enum value
-        warnings.append("OTEL_METRICS_EXPORTER has no known exporter; using the default, prometheus")
+        warnings.append(Message("no known metrics exporter; using the default", variable="OTEL_METRICS_EXPORTER",
+                                default="prometheus"))
         return DEFAULT_EXPORTERS, warnings
     return frozenset(known) - {"none"}, warnings
 
 
-def prometheus_listen_address(environ: Mapping[str, str], default: str = f":{DEFAULT_PORT}") -> tuple[str, list[str]]:
+def prometheus_listen_address(environ: Mapping[str, str], default: str = f":{DEFAULT_PORT}") -> tuple[str, list[Message]]:
     """The listen address ``OTEL_EXPORTER_PROMETHEUS_HOST`` / ``_PORT`` describe, else ``default``.
 
     ``--web.listen-address`` (and its own variable) win over both; the caller arranges that."""
@@ -82,7 +86,8 @@ def prometheus_listen_address(environ: Mapping[str, str], default: str = f":{DEF
         if raw_port.isdigit() and 0 <= int(raw_port) <= 65535:
             port = str(int(raw_port))
         else:
-            warnings.append(f"OTEL_EXPORTER_PROMETHEUS_PORT={raw_port!r} is not a port number (0-65535); ignoring it")
+            warnings.append(Message("not a port number (0-65535); ignoring it", variable="OTEL_EXPORTER_PROMETHEUS_PORT",
+                                    value=raw_port))
     if not host:
         host = default_host
     elif ":" in host and not host.startswith("["):

@@ -29,6 +29,7 @@ from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExpo
 
 from otel_bare_metal._otel_compat import export_interval_millis
 from otel_bare_metal.exposition.prometheus import CARDINALITY_LIMITS
+from otel_bare_metal.logutil import Message
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Push:
     destination: str
 
 
-def _env_protocol(environ: Mapping[str, str]) -> tuple[str, list[str]]:
+def _env_protocol(environ: Mapping[str, str]) -> tuple[str, list[Message]]:
     """The protocol the environment names, by the specification's Enum rule: an unknown value is
     a warning and is ignored (the next variable, else the default, applies)."""
     warnings = []
@@ -60,7 +61,7 @@ def _env_protocol(environ: Mapping[str, str]) -> tuple[str, list[str]]:
             continue
         if value in PROTOCOLS:
             return value, warnings
-        warnings.append(f"{name}={value!r} is not grpc or http/protobuf; ignoring it")
+        warnings.append(Message("not grpc or http/protobuf; ignoring it", variable=name, value=value))
     return "http/protobuf", warnings
 
 
@@ -73,7 +74,7 @@ def protocol(environ: Mapping[str, str], flag: str = "") -> str:
     return _env_protocol(environ)[0]
 
 
-def protocol_warnings(environ: Mapping[str, str]) -> list[str]:
+def protocol_warnings(environ: Mapping[str, str]) -> list[Message]:
     return _env_protocol(environ)[1]
 
 

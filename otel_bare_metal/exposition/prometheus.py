@@ -303,8 +303,9 @@ class PrometheusPage:
                 body = self._render(encoder, deadline)
         except Exception as e:  # the SDK's own collection failed, e.g. MetricsTimeoutError past its budget
             last = self._last.get(content_type)
-            self._warn(logging.WARNING, type(e).__name__, "collection failed (%s: %s); %s", type(e).__name__, e,
-                       "serving the last complete page" if last is not None else "no complete page to serve yet")
+            self._warn(logging.WARNING, type(e).__name__,
+                       "collection failed; serving the last complete page" if last is not None
+                       else "collection failed; no complete page to serve yet", err=f"{type(e).__name__}: {e}")
             if last is None:
                 raise PageUnavailable(f"{type(e).__name__}: {e}") from e
             self.served_last += 1

@@ -88,6 +88,7 @@ import bcrypt
 import yaml
 
 from otel_bare_metal import limits
+from otel_bare_metal.logutil import fields
 from otel_bare_metal.server.messages import Response
 
 log = logging.getLogger(__name__)
@@ -473,7 +474,7 @@ def _load_checked(path: str, allow_empty: bool) -> WebConfig:
     if rate_limit is not None:
         c.mapping(rate_limit, "rate_limit", _RATE_LIMIT_KEYS)
         if rate_limit.get("interval") not in (None, 0, "0", "0s"):
-            log.warning("web config %s: rate_limit is not supported and is ignored", path)
+            log.warning("web config: rate_limit is not supported and is ignored", extra=fields(path=path))
     tls, context, files = _load_tls(c, data.get("tls_server_config"), base)
     dummy = dummy_hash(max(map(_bcrypt_cost, users.values()))) if users else b""
     return WebConfig(path=path, tls=tls, headers=headers, users=users, dummy=dummy, files=files, _context=context)
@@ -611,8 +612,8 @@ def _load_tls(c: _Checker, tls: Any, base: str) -> tuple[TLSServerConfig | None,
         raise c.fail("client_allowed_sans needs client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert")
     for ignored in ("cipher_suites", "curve_preferences"):
         if c.strings(tls, ignored, where):
-            log.warning("web config %s: %s.%s is not supported and is ignored (OpenSSL defaults apply)",
-                        c.path, where, ignored)  # fmt: skip
+            log.warning("web config: a setting is not supported and is ignored (OpenSSL defaults apply)",
+                        extra=fields(path=c.path, setting=f"{where}.{ignored}"))
     prefer = tls.get("prefer_server_cipher_suites")
     if prefer is not None and not isinstance(prefer, bool):
         raise c.fail(f"{where}.prefer_server_cipher_suites must be true or false")
@@ -805,7 +806,7 @@ class WebConfigWatcher:
         except WebConfigError as e:
             self._watched = (self.path, *(e.files or old.files))
             self._sig = sig_config + _signature(self._watched[1:])
-            log.error("%s; keeping the previous configuration", e)
+            log.error("web config reload failed; keeping the previous configuration", extra=fields(path=e.path, err=e.problem))
             return False
         new._cache = old._cache  # entries are keyed by the stored hash, so they stay valid
         self._watched = (self.path, *new.files)
@@ -813,11 +814,11 @@ class WebConfigWatcher:
         self._config = new  # one assignment: a reader sees the old config or the new one, whole
         if old.auth_enabled and not new.auth_enabled:
             # Most likely a file rewritten in place and read half-way; or meant. Either way, say it loudly.
-            log.warning("web config %s reloaded WITHOUT basic auth: every client may now scrape (was %d users);"
-                        " replace the file atomically (write a temporary file, then rename it)",
-                        self.path, len(old.users))  # fmt: skip
+            log.warning("web config reloaded WITHOUT basic auth: every client may now scrape; replace the file "
+                        "atomically (write a temporary file, then rename it)",
+                        extra=fields(path=self.path, users_before=len(old.users)))
         else:
-            log.info("web config %s reloaded (tls=%s, users=%d)", self.path, new.tls_enabled, len(new.users))
+            log.info("web config reloaded", extra=fields(path=self.path, tls=new.tls_enabled, users=len(new.users)))
         return True
 
     # --- the server's hooks -------------------------------------------------------------------------

@@ -121,8 +121,8 @@ class SourceWorker:
                 return observe()
             except Exception as e:
                 local.success = False
-                self._warn(logging.WARNING, f"{self.name}:{name}", "collector %s: observing %s: %s: %s",
-                           self.name, name, type(e).__name__, e)
+                self._warn(logging.WARNING, f"{self.name}:{name}", "observer failed", collector=self.name,
+                           metric=name, err=f"{type(e).__name__}: {e}")
                 return []
 
         return guarded
@@ -178,12 +178,12 @@ class SourceWorker:
         if read.done.is_set():
             local.result, local.duration, local.success = read.result, read.duration, not read.errors
             for error in read.errors:
-                self._warn(logging.WARNING, f"{self.name}:{error}", "collector %s: %s", self.name, error)
+                self._warn(logging.WARNING, f"{self.name}:{error}", "collector failed", collector=self.name, err=error)
         else:
             local.result, local.duration, local.success = None, now - read.started, False
             self._warn(logging.WARNING, f"{self.name}:timeout",
-                       "collector %s: no result within the collection's deadline (its read has run %.1fs; "
-                       "later collections join it instead of starting another)", self.name, now - read.started)
+                       "collector had no result within the collection's deadline; later collections join its read "
+                       "instead of starting another", collector=self.name, running_seconds=round(now - read.started, 1))
 
     def refresh(self) -> None:
         """Read once, now, waiting as long as the read takes (for tools and benchmarks)."""

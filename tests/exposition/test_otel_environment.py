@@ -210,8 +210,8 @@ def test_sdk_disabled_logs_one_line_and_serves_no_metrics():
         finally:
             _, records = run.stop()
         assert rx.received == []
-    mentions = [r for r in records if "OTEL_SDK_DISABLED" in r["msg"]]
-    assert len(mentions) == 1 and mentions[0]["level"] == "warn"
+    mentions = [r for r in records if "OTEL_SDK_DISABLED" in r.values()]
+    assert len(mentions) == 1 and mentions[0]["level"] == "WARN"
     assert not [r for r in records if r["msg"] == "metrics exporters"]
     assert not [r for r in records if "HDHomeRun" in r["msg"]], "nothing is collected"
 
@@ -223,7 +223,7 @@ def test_otlp_endpoint_flag_without_otlp_selected_is_a_warning():
         wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=run.proc)
     finally:
         _, records = run.stop()
-    assert any(r["level"] == "warn" and "--otlp.endpoint" in r["msg"] for r in records)
+    assert any(r["level"] == "WARN" and "--otlp.endpoint" in r["msg"] for r in records)
 
 
 @pytest.mark.parametrize("environ,expected,warned", [

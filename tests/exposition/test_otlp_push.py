@@ -122,7 +122,7 @@ def test_unreachable_collector_never_blocks_the_metrics_page():
     finally:
         code, stderr = exp.stop(timeout=15)
     assert code == 0
-    failures = [line for line in stderr.splitlines() if "logger=opentelemetry" in line and "level=warn" in line]
+    failures = [line for line in stderr.splitlines() if "logger=opentelemetry" in line and "level=WARN" in line]
     assert len(failures) <= 6, f"exporter failures must be rate-limited, got {len(failures)} lines:\n{stderr}"
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from helpers import log_text
 from otel_bare_metal.server import webconfig
 from otel_bare_metal.server.http import HTTPServer, Limits, Request, Response
 from otel_bare_metal.server.webconfig import (
@@ -272,7 +273,7 @@ rate_limit:
     )
     with caplog.at_level(logging.WARNING, logger=webconfig.__name__):
         assert load_web_config(path).tls_enabled
-    text = caplog.text
+    text = log_text(caplog.records)
     assert "cipher_suites" in text and "curve_preferences" in text and "rate_limit" in text
 
 
@@ -669,7 +670,7 @@ def test_changed_users_apply_on_the_next_request(cfgdir, pki, caplog):
             for _ in range(3):
                 assert https_get(port, "/metrics", ctx, basic("bob", "b"))[0] == 200
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-        assert len(errors) == 1 and "not a bcrypt hash" in errors[0].getMessage()
+        assert len(errors) == 1 and "not a bcrypt hash" in log_text(errors)
         assert "keeping the previous configuration" in errors[0].getMessage()
         assert watcher.reload_now() is False  # SIGHUP on a broken file: same
 
@@ -722,7 +723,7 @@ def test_half_written_certificate_keeps_the_old_one(cfgdir, pki, caplog):
         with caplog.at_level(logging.ERROR, logger=webconfig.__name__):
             shutil.copy(pki / "server2.crt", cfgdir / "server.crt")  # key not yet replaced: mismatch
             assert https_get(port, "/healthz", ctx)[3]["serialNumber"] == first
-            assert eventually(lambda: "does not match" in caplog.text)
+            assert eventually(lambda: "does not match" in log_text(caplog.records))
             assert https_get(port, "/healthz", ctx)[3]["serialNumber"] == first
         shutil.copy(pki / "server2.key", cfgdir / "server.key")
         st = (cfgdir / "server.key").stat()
@@ -737,7 +738,7 @@ def test_a_file_emptied_at_reload_keeps_the_previous_config(tmp_path, caplog):
         write_config(path, text)
         with caplog.at_level(logging.ERROR, logger=webconfig.__name__):
             assert not watcher.authorized(None)  # still protected
-        assert "the file is empty" in caplog.text
+        assert "the file is empty" in log_text(caplog.records)
     write_config(path, "{}\n")  # emptied on purpose
     assert watcher.authorized(None)
 
@@ -765,7 +766,7 @@ def test_tls_cannot_be_switched_by_reload(cfgdir, caplog):
     write_config(path, "{}\n")
     with caplog.at_level(logging.ERROR, logger=webconfig.__name__):
         assert watcher.reload_now() is False
-    assert "cannot be switched by a reload" in caplog.text
+    assert "cannot be switched by a reload" in log_text(caplog.records)
     assert watcher.tls_enabled
 
 

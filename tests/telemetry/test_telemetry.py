@@ -5,7 +5,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.export import Sum
 
-from helpers import FIXTURES
+from helpers import FIXTURES, log_text
 from otel_bare_metal.collectors.cpu.source import ProcfsCPUSource
 from otel_bare_metal.collectors.filesystem.source import FilesystemSource, StatfsResult, StatfsWatchdog
 from otel_bare_metal.procfs import parse_mountinfo
@@ -173,6 +173,6 @@ def test_a_fifo_for_stat_fails_only_the_cpu_collector(tmp_path, caplog):
         values, _ = points(reader)
     success = {dict(k)["collector"]: v for k, v in values["otel_bare_metal.collector.success"].items()}
     assert success == {"cpu": 0, "filesystem": 1}
-    assert "not a regular file (a FIFO)" in caplog.text
+    assert "not a regular file (a FIFO)" in log_text(caplog.records)
     assert "system.cpu.time" not in values and values["system.filesystem.usage"]
     provider.shutdown()

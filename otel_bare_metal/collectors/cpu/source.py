@@ -55,7 +55,8 @@ class CounterHold:
     def _max(cpu: int, mode: str, old: float | None, new: float) -> float:
         if old is None or new >= old:
             return new
-        log.debug("CPU %d %s counter jumped backwards from %s to %s; keeping %s", cpu, mode, old, new, old)
+        log.debug("CPU counter jumped backwards; keeping the larger value",
+                  extra={"cpu": cpu, "mode": mode, "from": old, "to": new})
         return old
 
 

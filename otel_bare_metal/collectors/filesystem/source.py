@@ -248,8 +248,8 @@ class StatfsWatchdog:
                 self._answered(path)
 
     def _mark_hung(self, path: str) -> None:
-        _log(logging.WARNING, ("hung", path), "statfs on %s did not answer within %.1fs; skipping it until it answers",
-             path, self.timeout)
+        _log(logging.WARNING, ("hung", path), "statfs did not answer within the timeout; skipping the mount until it answers",
+             path=path, timeout_seconds=self.timeout)
         with self._lock:
             self._hung.add(path)
             self._stuck_workers += 1
@@ -266,7 +266,7 @@ class StatfsWatchdog:
             if path in self._hung:
                 self._hung.discard(path)
                 self._stuck_workers = max(0, self._stuck_workers - 1)
-                _log(logging.INFO, ("answers", path), "statfs on %s answers again", path)
+                _log(logging.INFO, ("answers", path), "statfs answers again", path=path)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

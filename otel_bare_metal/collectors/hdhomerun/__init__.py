@@ -19,6 +19,7 @@ from otel_bare_metal.collectors.hdhomerun.fleet import Device, Fleet, device_nam
 from otel_bare_metal.collectors.hdhomerun.metrics import METRICS, HDHomeRunObservers
 from otel_bare_metal.collectors.hdhomerun.probe import DEFAULT_MAX_PROBES, Probe, ProbeSlots, ProbeTargets
 from otel_bare_metal.hdhr import discover, format_address, parse_address
+from otel_bare_metal.logutil import fields
 from otel_bare_metal.registry import CollectorSpec, Paths, Route, RouteContext, option
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,9 @@ def discovered_devices(addresses: list[str] | tuple[str, ...] = ()) -> list[str]
         try:
             found += discover(target, allow_broadcast=target is None)
         except OSError as e:
-            log.warning("HDHomeRun discovery failed: %s", e)
-    log.info("HDHomeRun discovery found %d device(s)", len(found))
+            log.warning("HDHomeRun discovery failed", extra=fields(target=target or "broadcast", err=str(e)))
+    log.info("HDHomeRun discovery done", extra=fields(
+        devices=",".join(format_address(d.ip, d.port) for d in found) or "none", found=len(found)))
     return [format_address(d.ip, d.port) for d in found]
 
 
@@ -141,5 +143,6 @@ COLLECTOR = CollectorSpec(
     options=HDHomeRunOptions,
     title="HDHomeRun tuners (`--hdhomerun.device`, `/probe`)",
     check=_check,
+    describe=lambda options: {"devices": ",".join(options.devices) or "none"},
     routes=_routes,
 )

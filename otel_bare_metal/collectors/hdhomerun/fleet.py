@@ -255,7 +255,7 @@ class Device:
             if self.device_id is not None and self._locate is not None:
                 self.dial = None  # look for it again: its address may have changed
             reason = _reason(e)
-            self._warn(logging.WARNING, reason, "HDHomeRun device %s is down: %s", self.address, reason)
+            self._warn(logging.WARNING, reason, "HDHomeRun device is down", device=self.address, reason=reason)
             return DeviceReading(self.address, False, self._clock() - start, error=reason)
 
     def _find(self, deadline: float) -> None:
@@ -349,8 +349,8 @@ class Device:
             state = self._totals.get((tuner, section_name, name))
             if raw < 0:  # not a count: rejected for this sample, never folded into the total
                 self._warn(logging.WARNING, ("negative", section_name, name),
-                           "HDHomeRun device %s sent a negative counter, ignored: tuner %d %s %s=%d",
-                           self.address, tuner, section_name, name, raw)
+                           "HDHomeRun device sent a negative counter; ignored", device=self.address, tuner=tuner,
+                           counter=f"{section_name}.{name}", value=raw)
                 changes.setdefault(section_name, {})[name] = None if state is None else state[1]
                 continue
             if state is None:

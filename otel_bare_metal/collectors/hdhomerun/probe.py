@@ -159,7 +159,7 @@ class ProbeTargets:
             reading: DeviceReading | None = device.read() if deadline is None else device.read(deadline)
         except Exception as e:  # like any failing source: no series, never a failed request
             address = getattr(device, "address", "?")
-            _warn(logging.WARNING, address, "probe of %s failed: %s: %s", address, type(e).__name__, e)
+            _warn(logging.WARNING, address, "probe failed", device=address, err=f"{type(e).__name__}: {e}")
             reading = None
         page = self._page(target_info=False, metrics=self._definitions)
         self._provider.add_metric_reader(page.reader)

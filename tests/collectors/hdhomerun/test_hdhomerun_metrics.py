@@ -5,7 +5,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from helpers import fetch, free_port, promtool_check_metrics, samples
+from helpers import fetch, free_port, log_text, promtool_check_metrics, samples
 from otel_bare_metal.app import App
 from otel_bare_metal.collectors.hdhomerun import HDHomeRunOptions
 from otel_bare_metal.config import Config
@@ -238,4 +238,4 @@ def test_down_reason_is_logged_once_per_minute(caplog):
     device.close()
     assert all(not r.up and "refused" in r.error for r in readings)
     lines = [r for r in caplog.records if "is down" in r.getMessage()]
-    assert len(lines) == 1 and "refused" in lines[0].getMessage()
+    assert len(lines) == 1 and "refused" in log_text(lines)
