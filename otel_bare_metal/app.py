@@ -143,8 +143,13 @@ class App:
         # flag), so however it is used, Prometheus always finds room to scrape.
         scrapes = (self.config.telemetry_path,)
         web = self.web_config
+        listen = self.config.listen_address
+        if self.config.systemd_socket:  # the sockets a .socket unit passes, instead of binding our own
+            from otel_bare_metal.systemd import listen_fds
+
+            listen = listen_fds()
         self.server = HTTPServer(
-            self.config.listen_address, self.routes(), limits=limits, scrape_paths=scrapes,
+            listen, self.routes(), limits=limits, scrape_paths=scrapes,
             ssl_context=web.ssl_context if web else None, verify_peer=web.verify_peer if web else None,
             authorize=web.authorize if web else None, response_headers=web.response_headers if web else None,
         ).start()  # fmt: skip
@@ -165,6 +170,10 @@ class App:
         log.info("starting otel-bare-metal", extra=log_fields(
             version=__version__, python=platform.python_version(), collectors=",".join(enabled) or "none",
             **described, naming=self.config.naming))
+
+    def healthy(self) -> bool:
+        """Serving and no source read stuck (what /healthz says; the systemd watchdog pings on it)."""
+        return self.server is not None and self.server.serving and not self.collection.stuck()
 
     def server_tls(self) -> bool:
         return self.web_config is not None and self.web_config.tls_enabled

@@ -114,6 +114,11 @@ def _serve(argv: Sequence[str], environ: Mapping[str, str], reg: Registry | None
     # keep the cyclic garbage collector from walking it in every full collection, which cost a
     # 256-CPU collection up to half again its time (bench/floor.py measures with the same freeze).
     gc.freeze()
+    from otel_bare_metal import systemd
+
+    systemd.notify("READY=1\nSTATUS=serving on " + " ".join(exporter.server.addresses))  # Type=notify: started
+    interval = systemd.watchdog_interval()
+    watchdog = systemd.Watchdog(interval, exporter.healthy).start() if interval else None
     while True:
         signals.wait()
         if signals.stop:
@@ -121,6 +126,9 @@ def _serve(argv: Sequence[str], environ: Mapping[str, str], reg: Registry | None
         if signals.reload:
             signals.reload = False
             reload(exporter)
+    systemd.notify("STOPPING=1")
+    if watchdog is not None:
+        watchdog.stop()
     signals.close()  # a second SIGTERM or SIGINT from here on ends the process at once
     # Stop accepting, let scrapes in flight finish (at most SHUTDOWN_GRACE seconds), then exit 0.
     log.info("shutting down", extra={"grace_seconds": SHUTDOWN_GRACE})

@@ -347,6 +347,11 @@ class HTTPServer:
         return [sock.getsockname()[1] for sock in self._listeners]
 
     @property
+    def serving(self) -> bool:
+        """The front thread (accepting, reading request heads) is running."""
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
+    @property
     def open_connections(self) -> int:
         return self._open
 
