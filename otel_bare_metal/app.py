@@ -79,9 +79,17 @@ class App:
         readers.extend(p.reader for p in self.pushes)
         resource = resource or config.resource or build_resource({})
         self.provider = meter_provider(resource, readers)
+        # The exporter's own process_* / process.* and build info, unless --web.disable-exporter-metrics.
+        own = []
+        self.process: SourceWorker | None = None
+        if not config.sdk_disabled and not config.disable_exporter_metrics:
+            from otel_bare_metal.process import SPEC as PROCESS
+
+            self.process = SourceWorker(PROCESS.name, PROCESS.source(config.paths(), {}))
+            own.append((self.process, PROCESS))
         # With OTEL_SDK_DISABLED there are no collectors and no readers: nothing is ever read.
         self.collection = instrument(self.provider.get_meter(SCOPE, __version__), self.collectors, naming=config.naming,
-                                     registry=reg)
+                                     registry=reg, unmonitored=own)
         self.collection.stuck_after = config.stuck_after
         if self.page is not None:
             self.page.collection = self.collection
@@ -212,5 +220,5 @@ class App:
         for route in self.collector_routes.values():
             if route.close is not None:
                 route.close()
-        for c in self.collectors:
+        for c in self.collectors + ([self.process] if self.process is not None else []):
             c.close()

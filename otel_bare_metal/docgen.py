@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from otel_bare_metal.process import SPEC as PROCESS
 from otel_bare_metal.registry import CollectorSpec, builtin_specs, registry
 from otel_bare_metal.telemetry import SELF_MONITORING
 
@@ -39,6 +40,7 @@ def render(specs: list[CollectorSpec] | None = None) -> str:
         "",
         *table(SELF_MONITORING),
         "",
+        *section(PROCESS),
     ]
     for spec in specs:
         lines += section(spec)
@@ -144,10 +146,12 @@ CLASSIC_NOTES = [
     "- The shipped Collector scrape configs ask for the **text format** (`scrape_protocols:",
     "  [PrometheusText0.0.4]`): from an OpenMetrics `# UNIT` line such as `bytes_per_second` the",
     "  receiver takes a unit the exporters append again.",
-    "- Two names are overridden on /metrics and differ through a Collector:",
+    "- Three names are overridden on /metrics and differ through a Collector:",
     "  `system_cpu_logical_cpus` (`system_cpu_logical_count` there; a gauge ending in `_count` fails",
-    "  promtool) and `hdhomerun_tuners` (`hdhomerun_tuner_count`). Alerts and dashboards do not use",
-    "  them (they count `system_cpu_time_seconds_total{cpu_mode=\"idle\"}` and `hdhomerun_tuner_info`).",
+    "  promtool), `hdhomerun_tuners` (`hdhomerun_tuner_count`) and `process_unix_file_descriptors`",
+    "  (`process_unix_file_descriptor_count`). Alerts and dashboards do not use them (they count",
+    "  `system_cpu_time_seconds_total{cpu_mode=\"idle\"}` and `hdhomerun_tuner_info`, and show",
+    "  `otel_bare_metal_process_file_descriptor_utilization_ratio`).",
     "- Through a Collector every series also carries `otel_scope_name`/`otel_scope_version` (and",
     "  with `resource_constant_labels`, resource labels such as `host_name`); the rules aggregate",
     "  and join on explicit labels, so extra labels do not change what fires.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from opentelemetry.metrics import Meter
 
 from otel_bare_metal.telemetry.collection import (
@@ -26,12 +28,15 @@ def instrument(
     naming: str = "otel",
     drop_attributes: frozenset[str] = frozenset(),
     registry=None,
+    unmonitored: list[tuple[SourceWorker, Any]] = (),
 ) -> Collection:
     """Register the instruments of the given workers' collectors on ``meter`` (and, unless told not
     to, the per-collector self-monitoring), named the OpenTelemetry way or the classic way.
     Each collector's observers and definitions come from its spec in the collector registry
     (``otel_bare_metal.registry``; ValueError when they disagree).  ``drop_attributes`` applies
     to classic names (``/probe`` drops the device: ``instance`` names it).
+    ``unmonitored`` are (collector, spec) pairs read in the same collection but left out of
+    the self-monitoring (the exporter's own process metrics: ``otel_bare_metal.process``).
     Returns the :class:`Collection` (scrape deadlines, ``/healthz``)."""
     if naming not in NAMINGS:
         raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
@@ -45,10 +50,13 @@ def instrument(
         spec = registry.get(c.name)
         observers.update(c.bind(spec.observers(c).observers()))
         definitions.extend(spec.metrics)
+    for c, spec in unmonitored:
+        observers.update(c.bind(spec.observers(c).observers()))
+        definitions.extend(spec.metrics)
     if self_monitoring:  # last: their callbacks run after every other one, so success counts observer failures too
         observers.update(self_monitoring_observers(workers))
         definitions.extend(SELF_MONITORING)
-    collection = Collection(workers)
+    collection = Collection(list(workers) + [c for c, _ in unmonitored])
     if naming == "classic":
         check_bound(definitions, observers)
         definitions, observers = classic_table(observers, definitions, drop_attributes)

@@ -28,12 +28,16 @@ _VOLATILE = re.compile(
     r"^((?:system_filesystem_(?:usage_bytes|limit_bytes|utilization_ratio|inodes_usage)|otel_bare_metal_collector_duration_seconds)\{.*\}) \S+$"
 )
 
+# The exporter's own process (memory, CPU time, descriptors, uptime).
+_OWN_PROCESS = re.compile(r"^((?:process|otel_bare_metal_process)_\w+(?:\{.*\})?) \S+$")
+
 
 def normalise(text: str) -> str:
     lines = []
     for line in text.splitlines():
         line = _VOLATILE.sub(r"\1 <value>", line)
-        line = re.sub(r'(telemetry_sdk_version|service_version)="[^"]*"', r'\1="<version>"', line)
+        line = _OWN_PROCESS.sub(r"\1 <value>", line)
+        line = re.sub(r'(telemetry_sdk_version|service_version|process_runtime_version|version|revision)="[^"]*"', r'\1="<version>"', line)
         lines.append(line)
     return "\n".join(lines) + "\n"
 
