@@ -69,6 +69,16 @@ PANELS: dict[str, tuple[list[tuple[str, str]], str | None]] = {
     "Targets up": ([(f"up{{{SEL}}}", "{{instance}}")], None),
     "Collector success": ([(f"node_scrape_collector_success{{{SEL}}}", "{{instance}} {{collector}}")], None),
     "Collector duration": ([(f"node_scrape_collector_duration_seconds{{{SEL}}}", "{{instance}} {{collector}}")], None),
+    "Exporter CPU": ([(f"sum by (instance) (rate(process_cpu_seconds_total{{{SEL}}}{RATE}))", "{{instance}}")], None),
+    "Exporter memory": ([(f"process_resident_memory_bytes{{{SEL}}}", "{{instance}} resident"),
+                         (f"process_virtual_memory_bytes{{{SEL}}}", "{{instance}} virtual")], None),
+    "Exporter file descriptors": ([(f"process_open_fds{{{SEL}}} / process_max_fds{{{SEL}}}", "{{instance}} used"),
+                                   (f"process_max_fds{{{SEL}}}", "{{instance}} limit")], None),
+    "Exporter uptime and version": (
+        [(f"(time() - process_start_time_seconds{{{SEL}}}) * on (job, instance) group_left (version, revision) "
+          f"otel_bare_metal_build_info{{{SEL}}}", "{{instance}} {{version}}")],
+        None,
+    ),
     "CPU by mode": (
         [(f"sum by (mode) (rate(node_cpu_seconds_total{{{SEL}}}{RATE})) / scalar(count(node_cpu_seconds_total{{{SEL},mode=\"idle\"}}))",
           "{{mode}}")],

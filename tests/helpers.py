@@ -19,11 +19,13 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def builtin_metrics() -> tuple:
-    """Every metric row of the built-in collectors, self-monitoring first (as docs/metrics.md lists them)."""
+    """Every metric row of the built-in collectors, self-monitoring and the exporter's own process
+    first (as docs/metrics.md lists them)."""
+    from otel_bare_metal.process import METRICS as PROCESS
     from otel_bare_metal.registry import builtin_specs
     from otel_bare_metal.telemetry import SELF_MONITORING
 
-    return SELF_MONITORING + tuple(m for spec in builtin_specs() for m in spec.metrics)
+    return SELF_MONITORING + PROCESS + tuple(m for spec in builtin_specs() for m in spec.metrics)
 
 
 def free_port() -> int:

@@ -32,7 +32,6 @@ def test_dashboard_charts_every_exported_family(dashboard, exported_names):
     from helpers import builtin_metrics
 
     METRICS = builtin_metrics()
-
     # A name the reader is told to override (system_cpu_logical_cpus) is a different name through
     # a Collector (system_cpu_logical_count): the dashboard must not depend on it (docs/metrics.md).
     path_dependent = {m.prometheus_name for m in METRICS if m.prometheus}
@@ -54,3 +53,10 @@ def test_exporter_health(dashboard):
             for e in exprs(panel):
                 used |= promql_metric_names(e)
     assert {"up", "otel_bare_metal_collector_success", "otel_bare_metal_collector_duration_seconds"} <= used
+    own = set()
+    for panel in find(dashboard, "Exporter"):
+        assert panel["gridPos"]["y"] < 17, f"{panel['title']} is in the exporter health row"
+        for e in exprs(panel):
+            own |= promql_metric_names(e)
+    assert {"process_cpu_time_seconds_total", "process_memory_usage_bytes", "process_uptime_seconds",
+            "otel_bare_metal_build_info", "otel_bare_metal_process_file_descriptor_utilization_ratio"} <= own
