@@ -136,3 +136,15 @@ def test_otlp_carries_them_too():
             assert rx.wait_for(lambda: {"process.cpu.time", "otel_bare_metal.build.info"} <= rx.metric_names(), 30)
         names = rx.metric_names()
     assert {"process.memory.usage", "process.unix.file_descriptor.count", "process.uptime"} <= names
+
+
+def test_the_source_is_opentelemetry_free():
+    import ast
+    import inspect
+
+    import otel_bare_metal.process.source as module
+
+    tree = ast.parse(inspect.getsource(module))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {name for name in imported if name.split(".")[0] in ("opentelemetry", "prometheus_client")}
