@@ -19,9 +19,9 @@ write it:
   ``time`` with as many fraction digits as it has (RFC 3339 "nano"), numbers as JSON numbers.
 
 A field named ``time``, ``level`` or ``source`` is renamed ``logged_<key>``, as promslog
-does (and so is one named ``msg``, so that no key appears twice).  Quoted logfmt values use JSON escapes (``\\``, ``\"``,
-``\n``, ``\uXXXX``) where Go writes ``\xNN`` for control bytes: the logfmt readers behind
-Loki, Vector and go-logfmt read JSON escapes back.
+does (and so is one named ``msg``, so that no key appears twice).  Quoted logfmt values use
+JSON escapes (``\\``, ``\"``, ``\n``, ``\uXXXX``) where Go writes ``\xNN`` for control bytes:
+the logfmt readers behind Loki, Vector and go-logfmt read JSON escapes back.
 
 A message is a constant text and every value goes in a field:
 ``log.info("listening", extra=fields(address=":9464"))``, or a :class:`Message` when the
@@ -116,7 +116,7 @@ def json_time(created: float) -> str:
 def record_fields(record: logging.LogRecord) -> list[tuple[str, object]]:
     """The fields of a record, in order: a :class:`Message`'s, then ``extra=fields(...)``, then
     plain ``extra={...}`` keys."""
-    out = list((getattr(record.msg, "fields", None) or {}).items())
+    out = list(record.msg.fields.items()) if isinstance(record.msg, Message) else []
     out.extend((getattr(record, _FIELDS, None) or {}).items())
     out.extend((key, value) for key, value in record.__dict__.items() if key not in _RECORD_ATTRIBUTES)
     return out
@@ -252,7 +252,7 @@ def _json_value(value: object) -> str:
     if value is None or isinstance(value, bool):
         return _json_string(value)
     if isinstance(value, int):
-        return str(value)
+        return str(int(value))
     if isinstance(value, float):
         text = go_float(value, json_number=True)
         return text if math.isfinite(value) else _json_string(text)  # JSON has no NaN or Inf
