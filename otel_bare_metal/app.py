@@ -170,10 +170,11 @@ class App:
     def log_start(self) -> None:
         """One line: the version, the enabled collectors and what each describes of itself
         (``CollectorSpec.describe``: a collector's configured devices, say)."""
-        enabled = [] if self.config.sdk_disabled else [name for name, on in self.config.collectors.items() if on]
+        specs = [] if self.config.sdk_disabled else [spec for spec in self.registry.specs if self.config.enabled(spec)]
+        enabled = [spec.name for spec in specs]
         described: dict[str, str] = {}
-        for spec in self.registry.specs:
-            if spec.describe is not None and spec.name in enabled:
+        for spec in specs:
+            if spec.describe is not None:
                 described.update(spec.describe(self.config.options_for(spec)))
         log.info("starting otel-bare-metal", extra=log_fields(
             version=__version__, python=platform.python_version(), collectors=",".join(enabled) or "none",

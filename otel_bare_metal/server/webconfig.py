@@ -791,7 +791,8 @@ class WebConfigWatcher:
                 try:
                     watcher.reload_now()
                 except Exception:  # the loader must outlive any bug in one load
-                    log.exception("web config %s: reload failed; keeping the previous configuration", watcher.path)
+                    log.exception("web config reload failed; keeping the previous configuration",
+                                  extra=fields(path=watcher.path))
             del watcher
 
     def _reload_locked(self) -> bool:

@@ -18,7 +18,7 @@ from otel_bare_metal.server import webconfig
 from otel_bare_metal.server.http import Limits
 from otel_bare_metal.server.webconfig import WebConfigError, WebConfigWatcher, load_web_config
 
-from helpers import ROOT, fetch, free_port, stop_process, wait_for_http
+from helpers import ROOT, fetch, free_port, log_text, stop_process, wait_for_http
 from test_http import get, serving
 from test_webconfig import basic, eventually, hash_pw, write_config
 
@@ -63,7 +63,7 @@ def test_a_fifo_in_place_of_the_file_is_refused_not_waited_on(tmp_path, caplog):
         loader.start()
         loader.join(10)
     assert result == [False], "the load returned instead of waiting for a writer"
-    assert "not a regular file" in caplog.text
+    assert "not a regular file" in log_text(caplog.records)
     with pytest.raises(WebConfigError, match="not a regular file"):
         load_web_config(path)
 
