@@ -5,7 +5,7 @@ import logging
 import socket
 import threading
 
-from helpers import fetch, samples
+from helpers import fetch, log_text, samples
 from otel_bare_metal.app import App
 from otel_bare_metal.collectors.hdhomerun import HDHomeRunOptions
 from otel_bare_metal.config import Config
@@ -86,7 +86,7 @@ def test_probes_of_dead_targets_cannot_silence_a_configured_device(caplog):
                     assert not fleet.read().devices[0].up
                 finally:
                     fleet.close()
-        down = [r.getMessage() for r in caplog.records if "is down" in r.getMessage()]
+        down = [log_text([r]) for r in caplog.records if "is down" in r.getMessage()]
         assert any(dead.address_text in line for line in down), down[-3:]
     finally:
         ex.close()
