@@ -19,6 +19,7 @@ from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.collectors.filesystem.source import FilesystemStat
 from otel_bare_metal.procfs import CPUStat, CPUTimes
 from otel_bare_metal.telemetry import Collection, SourceWorker, instrument
+from otel_bare_metal.telemetry.collection import INLINE_AFTER, INLINE_BELOW
 from otel_bare_metal.telemetry.resource import build_resource
 
 
@@ -169,3 +170,94 @@ def test_collection_stuck_names_long_reads(blocking):
     collection = Collection([SourceWorker("filesystem", blocking), SourceWorker("cpu", Quick())], stuck_after=0.0)
     collection.collect(time.monotonic() + 0.1)
     assert [name for name, _ in collection.stuck()] == ["filesystem"]
+
+
+class Where:
+    """A quick source that records the thread of each read; ``cost`` seconds pass on the
+    worker's clock during a read (a fake clock: no sleeping)."""
+
+    def __init__(self, clock=None, nonblocking=True, timeout=None):
+        self.threads = []
+        self.clock, self.cost = clock, 0.0
+        self.nonblocking = nonblocking
+        if timeout is not None:
+            self.timeout = timeout
+
+    def read(self):
+        self.threads.append(threading.get_ident())
+        if self.clock is not None:
+            self.clock.now += self.cost
+        return CPUStat(cpus=[CPUTimes(cpu=0, modes={"user": 1.0, "idle": 2.0})])
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def collect_times(collection, n, budget=5.0):
+    for _ in range(n):
+        collection.collect(collection._clock() + budget)
+
+
+def test_a_source_whose_reads_were_fast_is_read_on_the_collecting_thread():
+    source = Where()
+    collection = Collection([SourceWorker("cpu", source)])
+    collect_times(collection, INLINE_AFTER + 2)
+    me = threading.get_ident()
+    assert me not in source.threads[:INLINE_AFTER]  # it earns it on its worker first
+    assert source.threads[INLINE_AFTER:] == [me, me]
+    assert collection.workers[0].success
+
+
+def test_a_source_turned_slow_goes_back_to_its_worker():
+    clock = Clock()
+    source = Where(clock)
+    collection = Collection([SourceWorker("cpu", source, clock=clock)], clock=clock)
+    collect_times(collection, INLINE_AFTER + 1)
+    me = threading.get_ident()
+    assert source.threads[-1] == me
+    source.cost = INLINE_BELOW * 2  # this inline read is slow…
+    collect_times(collection, 1)
+    source.cost = 0.0
+    collect_times(collection, INLINE_AFTER)  # …so the next ones run on the worker until fast again
+    assert source.threads[-1 - INLINE_AFTER] == me
+    assert me not in source.threads[-INLINE_AFTER:]
+    collect_times(collection, 1)
+    assert source.threads[-1] == me
+
+
+def test_a_source_that_may_block_is_never_read_on_the_collecting_thread():
+    source = Where(nonblocking=False)  # no bound of its own, not declared non-blocking
+    collection = Collection([SourceWorker("cpu", source)])
+    collect_times(collection, INLINE_AFTER + 3)
+    assert threading.get_ident() not in source.threads
+
+
+def test_a_source_whose_own_bound_outlasts_the_deadline_stays_on_its_worker():
+    short, fits = Where(nonblocking=False, timeout=30.0), Where(nonblocking=False, timeout=0.5)
+    collection = Collection([SourceWorker("filesystem", short), SourceWorker("cpu", fits)])
+    collect_times(collection, INLINE_AFTER + 2, budget=5.0)
+    me = threading.get_ident()
+    assert me not in short.threads  # 30 s + GRACE cannot fit a 5 s deadline
+    assert fits.threads[-2:] == [me, me]
+
+
+def test_an_inline_read_is_in_flight_like_any_other():
+    """While a read runs inline, another collection joins it instead of starting a second."""
+    seen = []
+
+    class Peeking(Where):
+        def read(self):
+            seen.append(worker.in_flight_for(time.monotonic() + 1) > 0)
+            return super().read()
+
+    source = Peeking()
+    worker = SourceWorker("cpu", source)
+    collection = Collection([worker])
+    collect_times(collection, INLINE_AFTER + 1)
+    assert source.threads[-1] == threading.get_ident()
+    assert seen[-1] is True

@@ -78,7 +78,12 @@ class HeldCPUSource:
 
 class ProcfsCPUSource:
     """Reads ``<procfs>/stat`` once per call and returns every CPU the kernel lists, each
-    counter held at the largest value seen (see the module docstring)."""
+    counter held at the largest value seen (see the module docstring).
+
+    ``nonblocking``: ``stat`` is generated in memory by the kernel, a read never waits on a
+    device, so a collection may read it on its own thread (``telemetry.collection``)."""
+
+    nonblocking = True
 
     def __init__(self, procfs: str = "/proc", hz: float | None = None):
         self.procfs = procfs
