@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from contextlib import nullcontext
 from typing import Iterable
 from dataclasses import replace
@@ -256,6 +257,13 @@ class PrometheusPage:
     the last complete page in the same format instead of waiting: never torn, never empty,
     never late.  Only when no page in that format has been rendered yet does it wait for the
     lock (whose holder is itself bounded by its own deadline).
+
+    **Concurrent scrapes share a collection** when it is as fresh as their own would be: a
+    render that had to wait for the lock answers with the page the render before it just made,
+    in the same format, if that render's collection *started after this request arrived*
+    (nothing older than the request is ever served as its own collection).  Scrapes that
+    queue behind a render (HA Prometheus pairs, a Collector beside a Prometheus) then cost one
+    collection per queue instead of one each.
     """
 
     def __init__(self, scope_labels: bool = False, target_info: bool = True, metrics: Iterable[Metric] = ()):
@@ -270,9 +278,11 @@ class PrometheusPage:
         )
         self._lock = threading.Lock()
         self._last: dict[str, bytes] = {}  # content type → the last complete page
+        self._started: dict[str, float] = {}  # content type → when the last page's collection started
         self._warn = RateLimitedLog(log)
         self._collection = None
         self.served_last = 0  # renders answered with the last page (for tests and logs)
+        self.shared = 0  # renders answered with a collection that started after they arrived
 
     @property
     def collection(self):
@@ -289,15 +299,24 @@ class PrometheusPage:
         """Collect once and encode as the client asked (Prometheus text or OpenMetrics), by
         ``deadline`` (a ``time.monotonic()`` value; default: a scrape without the timeout header,
         see ``deadline.scrape_deadline``)."""
+        arrived = time.monotonic()
         encoder, content_type = negotiate(accept)
         deadline = scrape_deadline(None) if deadline is None else deadline
-        if not self._lock.acquire(timeout=remaining(deadline)):
-            last = self._last.get(content_type)
-            if last is not None:
-                self.served_last += 1
-                log.debug("render lock busy past the scrape's deadline; serving the last complete page")
-                return last, content_type
-            self._lock.acquire()
+        if not self._lock.acquire(blocking=False):
+            if not self._lock.acquire(timeout=remaining(deadline)):
+                last = self._last.get(content_type)
+                if last is not None:
+                    self.served_last += 1
+                    log.debug("render lock busy past the scrape's deadline; serving the last complete page")
+                    return last, content_type
+                self._lock.acquire()
+            if self._started.get(content_type, -1.0) >= arrived:  # made while this request waited
+                try:
+                    self.shared += 1
+                    return self._last[content_type], content_type
+                finally:
+                    self._lock.release()
+        started = time.monotonic()
         try:
             with self.collection.scrape(deadline) if self.collection is not None else nullcontext():
                 body = self._render(encoder, deadline)
@@ -312,6 +331,7 @@ class PrometheusPage:
             return last, content_type
         else:
             self._last[content_type] = body
+            self._started[content_type] = started
             return body, content_type
         finally:
             self._lock.release()

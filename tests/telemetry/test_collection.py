@@ -261,3 +261,68 @@ def test_an_inline_read_is_in_flight_like_any_other():
     collect_times(collection, INLINE_AFTER + 1)
     assert source.threads[-1] == threading.get_ident()
     assert seen[-1] is True
+
+
+class CountingLock:
+    """The page's lock, counting the renders that asked for it."""
+
+    def __init__(self):
+        self.lock, self.asked = threading.Lock(), 0
+
+    def acquire(self, blocking=True, timeout=-1):
+        self.asked += 1
+        return self.lock.acquire(blocking, timeout)
+
+    def release(self):
+        self.lock.release()
+
+
+def wait_for(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert condition()
+
+
+def test_scrapes_queued_behind_a_render_share_one_collection_made_after_they_arrived():
+    quick = Quick()
+    page, provider = page_for([SourceWorker("cpu", quick)])
+    page.render(deadline=time.monotonic() + 5)  # a page made before the scrapes below arrive
+    page._lock = CountingLock()
+    page._lock.acquire()  # a render in progress
+    bodies = []
+    threads = [threading.Thread(target=lambda: bodies.append(page.render(deadline=time.monotonic() + 10)[0]))
+               for _ in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        wait_for(lambda: page._lock.asked >= 1 + 2 * 3)  # each asked without waiting, then waiting
+        reads = quick.reads
+    finally:
+        page._lock.release()
+    for t in threads:
+        t.join(10)
+    # One of the three collected; the two others were answered with that collection (it started
+    # after they arrived), never with the page made before they arrived.
+    assert quick.reads == reads + 1
+    assert page.shared == 2 and page.served_last == 0
+    assert len(bodies) == 3 and len(set(bodies)) == 1
+    provider.shutdown()
+
+
+def test_a_render_never_shares_a_collection_that_started_before_it_arrived():
+    quick = Quick()
+    page, provider = page_for([SourceWorker("cpu", quick)])
+    page.render(deadline=time.monotonic() + 5)
+    page._lock = CountingLock()
+    page._lock.acquire()
+    done = []
+    t = threading.Thread(target=lambda: done.append(page.render(deadline=time.monotonic() + 10)))
+    try:
+        t.start()
+        wait_for(lambda: page._lock.asked >= 2)
+    finally:
+        page._lock.release()  # the lock is free, but the last page is older than the request
+    t.join(10)
+    assert done and quick.reads == 2 and page.shared == 0
+    provider.shutdown()
