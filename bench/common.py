@@ -79,6 +79,15 @@ def node_exporter(port: int, *args: str) -> list[str]:
             "--collector.cpu", "--collector.filesystem", *args]
 
 
+def go_node_exporter(port: int, *args: str) -> list[str] | None:
+    """The current node_exporter built from source by the test suite (~/.cache/otel-bare-metal), or None."""
+    found = sorted(Path.home().glob(".cache/otel-bare-metal/node_exporter-*/node_exporter"))
+    if not found:
+        return None
+    return [str(found[-1]), f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
+            "--collector.cpu", "--collector.filesystem", *args]
+
+
 def scrape_for(port: int, seconds: float, path: str = "/metrics", max_scrapes: int = 1_000_000) -> tuple[int, float, int]:
     """Scrape over one connection for ``seconds`` (bounded also in count); return (scrapes, elapsed, bytes of last body)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

@@ -1,0 +1,74 @@
+"""What the exporter's resident set is made of at start.
+
+Each step runs in a fresh child process that imports (or builds) one more layer than the step
+before; VmRSS is read from ``/proc/self/status`` after it.  The last step is the exporter
+itself as run (every collector on, answering ``/healthz``, no scrape yet), with its threads.
+The OTLP step imports the exporters ``--otel`` push would use; with push off the exporter never
+imports them.  MB = 10⁶ bytes.
+
+    .venv/bin/python bench/start_memory.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import free_port, ours, rss_bytes, server  # noqa: E402
+
+MB = 1_000_000
+STEPS = [
+    ("the interpreter", ""),
+    ("+ OpenTelemetry SDK (metrics, resources)", "import opentelemetry.sdk.metrics, opentelemetry.sdk.resources"),
+    ("+ prometheus_client and the OTel Prometheus reader (ssl, http.server, urllib come with them)",
+     "import prometheus_client, opentelemetry.exporter.prometheus"),
+    ("+ the exporter's modules (app, cli, collectors, HTTP server, web config)", "import otel_bare_metal.cli, otel_bare_metal.app"),
+    ("+ an App built (every collector, provider, page, /probe route)",
+     "from otel_bare_metal.app import App, Config; App(Config())"),
+]
+OTLP = "import opentelemetry.exporter.otlp.proto.grpc.metric_exporter, opentelemetry.exporter.otlp.proto.http.metric_exporter"
+PROBE = "import re\nfor l in open('/proc/self/status'):\n    if l.startswith('VmRSS'): print(int(l.split()[1]) * 1024)"
+
+
+def _rss_after(code: str) -> int:
+    out = subprocess.run([sys.executable, "-c", f"{code}\n{PROBE}"], capture_output=True, text=True, timeout=120)
+    return int(out.stdout.strip() or 0)
+
+
+def measure() -> dict:
+    rows, code = [], ""
+    for label, step in STEPS:
+        code = f"{code}\n{step}" if step else code
+        rows.append((label, _rss_after(code)))
+    otlp = _rss_after(code + "\n" + OTLP)
+    port = free_port()
+    with server(ours(port), port, ready_path="/healthz") as proc:
+        time.sleep(0.5)
+        started = rss_bytes(proc.pid)
+        with open(f"/proc/{proc.pid}/status") as f:
+            threads = next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+    return {"rows": rows, "otlp": otlp, "process": started, "threads": threads}
+
+
+def table(m: dict) -> str:
+    lines = ["| step | VmRSS MB | added MB |", "|---|---:|---:|"]
+    before = 0
+    for label, rss in m["rows"]:
+        lines.append(f"| {label} | {rss / MB:.1f} | {(rss - before) / MB:+.1f} |" if before else f"| {label} | {rss / MB:.1f} | |")
+        before = rss
+    lines.append(f"| (not imported with push off) + the OTLP gRPC and HTTP exporters | {m['otlp'] / MB:.1f} | {(m['otlp'] - before) / MB:+.1f} |")
+    lines.append(f"| **the exporter at start** (serving, {m['threads']} threads) | **{m['process'] / MB:.1f}** | "
+                 f"{(m['process'] - before) / MB:+.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    print(table(measure()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
