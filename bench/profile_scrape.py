@@ -15,7 +15,8 @@ The exporter's defaults on this host (the CPU and filesystem collectors), in thi
   server's share.
 
 Medians of CPU time (``time.process_time``, every thread, for the in-process parts, the process's
-``/proc/self/stat`` for HTTP) and of wall time, alternating the parts round after round.
+``/proc/self/stat`` for HTTP) and of wall time, alternating the parts round after round; a
+part found by difference is the median over rounds of the difference within each round.
 
     .venv/bin/python bench/profile_scrape.py [-n 2000]
 """
@@ -73,8 +74,7 @@ def measure(n: int = 2000, http_seconds: float = 20.0) -> dict:
     from otel_bare_metal.app import App, Config
     from otel_bare_metal.deadline import scrape_deadline
 
-    config = Config(listen_address=f"127.0.0.1:{free_port()}")
-    config.collectors = {name: name in ("cpu", "filesystem") for name in config.collectors}
+    config = Config(listen_address=f"127.0.0.1:{free_port()}", collectors={"cpu": True, "filesystem": True})
     app = App(config)
     page = app.page
     sources = [w.source for w in app.collectors]
@@ -104,13 +104,21 @@ def measure(n: int = 2000, http_seconds: float = 20.0) -> dict:
         page.render(None, scrape_deadline(None))
 
     parts = {"sources": read_sources, "collection": collect, "sdk": sdk_collect, "encode": encode, "render": render}
-    rounds = 10
-    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in parts}
+    rounds = 20
+    per_round: list[dict[str, tuple[float, float]]] = []
     gc.collect()
     for _ in range(rounds):
-        for name, fn in parts.items():
-            samples[name].append(_timed(fn, max(1, n // rounds)))
-    result = {name: (statistics.median(c for c, _ in s), statistics.median(w for _, w in s)) for name, s in samples.items()}
+        per_round.append({name: _timed(fn, max(1, n // rounds)) for name, fn in parts.items()})
+
+    def derived(row: dict) -> dict:
+        """Each part alone, from one round's medians: the differences are taken within a round."""
+        def less(a, *bs):
+            return tuple(row[a][i] - sum(row[b][i] for b in bs) for i in (0, 1))
+        return {"sources": row["sources"], "machinery": less("collection", "sources"), "sdk_only": less("sdk", "collection"),
+                "encode": row["encode"], "bookkeeping": less("render", "sdk", "encode"), "render": row["render"]}
+
+    rows = [derived(r) for r in per_round]
+    result = {k: (statistics.median(r[k][0] for r in rows), statistics.median(r[k][1] for r in rows)) for k in rows[0]}
     result["points"] = sum(len(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics)
     result["bytes"] = len(encoder.encode(data))
 
@@ -131,20 +139,20 @@ def measure(n: int = 2000, http_seconds: float = 20.0) -> dict:
 
 
 def table(r: dict) -> str:
-    sources, collection, sdk, encode, render, http = (r[k] for k in ("sources", "collection", "sdk", "encode", "render", "http"))
+    http, render = r["http"], r["render"]
     rows = [
-        ("sources' reads (cpu, filesystem)", sources, None),
-        ("collection machinery (hand-off, deadline, snapshot)", (collection[0] - sources[0], collection[1] - sources[1]), None),
-        ("observers + the SDK's collection", (sdk[0] - collection[0], sdk[1] - collection[1]), None),
-        ("text encoding", encode, None),
-        ("page bookkeeping (lock, deadline, scrape registration)", (render[0] - sdk[0] - encode[0], render[1] - sdk[1] - encode[1]), None),
-        ("HTTP: accept, head, route, send (server side)", (http[0] - render[0], http[1] - render[1]), None),
+        ("sources' reads (cpu, filesystem)", r["sources"]),
+        ("collection machinery (hand-off, deadline, snapshot)", r["machinery"]),
+        ("observers + the SDK's collection", r["sdk_only"]),
+        ("text encoding", r["encode"]),
+        ("page bookkeeping (lock, deadline, scrape registration)", r["bookkeeping"]),
+        ("HTTP: accept, head, route, send (server side)", (http[0] - render[0], http[1] - render[1])),
     ]
     total = http[0]
     lines = [f"One small scrape: {r['points']} points, {r['bytes']} bytes (CPU + filesystem collectors on this host); "
              f"{r['http_scrapes']} scrapes over HTTP.", "",
              "| part | CPU µs | share of the scrape's CPU | wall µs |", "|---|---:|---:|---:|"]
-    for name, (cpu, wall), _ in rows:
+    for name, (cpu, wall) in rows:
         lines.append(f"| {name} | {cpu:.0f} | {100 * cpu / total:.0f} % | {wall:.0f} |")
     lines.append(f"| **whole scrape, server CPU** (wall: round trip incl. the client) | **{http[0]:.0f}** | 100 % | {http[1]:.0f} |")
     return "\n".join(lines)

@@ -33,8 +33,7 @@ class _NeverFresh(dict):
 def measure(clients=(1, 2, 4), seconds: float = 4.0, rounds: int = 2) -> list[dict]:
     from otel_bare_metal.app import App, Config
 
-    config = Config(listen_address=f"127.0.0.1:{free_port()}")
-    config.collectors = {name: name in ("cpu", "filesystem") for name in config.collectors}
+    config = Config(listen_address=f"127.0.0.1:{free_port()}", collectors={"cpu": True, "filesystem": True})
     app = App(config).start()
     page, shared_started = app.page, app.page._started
     port = app.server.addresses[0].rsplit(":", 1)[1]
