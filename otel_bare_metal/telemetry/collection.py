@@ -10,8 +10,9 @@ collection at a time (its measurement consumer holds one lock for the whole prov
   read **inline**, on the collecting thread (see :meth:`SourceWorker.inline_for`): its last
   :data:`INLINE_AFTER` reads each took less than :data:`INLINE_BELOW`, and it cannot make the
   collection late (its own bound, plus :data:`GRACE`, ends before the deadline; or it takes
-  the deadline itself; or it never blocks, ``nonblocking = True``: a kernel pseudo-file).  On a
-  small host that is every source, and a collection then needs no thread hand-off, no lock
+  the deadline itself; or it never blocks, ``nonblocking = True``: a kernel pseudo-file).  At
+  most one source that may block is read inline per collection, so the others still read
+  beside it.  On a small host that is every source, and a collection then needs no thread hand-off, no lock
   and no wait; a source that turns slow goes back to its worker at its next read;
 * a collector has **at most one read in flight**: a read still running from an earlier
   collection (a stuck source) is joined, never started twice;
@@ -154,13 +155,16 @@ class SourceWorker:
                 self._hand_over(read, deadline)
             return read
 
-    def inline_for(self, deadline: float, now: float) -> _Read | None:
+    def inline_for(self, deadline: float, now: float, may_block: bool = True) -> _Read | None:
         """A new read, to run on the calling thread with :meth:`run_inline`, when this source
         has earned it and cannot make a collection ending at ``deadline`` late: its last
         :data:`INLINE_AFTER` reads were each shorter than :data:`INLINE_BELOW`, no read is in
-        flight, and it never blocks (``nonblocking``), or takes the deadline, or its own bound
-        plus :data:`GRACE` ends before ``deadline``.  Else ``None``: use :meth:`start`."""
+        flight, and it never blocks (``nonblocking``), or (``may_block``) takes the deadline,
+        or its own bound plus :data:`GRACE` ends before ``deadline``.  Else ``None``: use
+        :meth:`start`."""
         if self._fast < INLINE_AFTER:
+            return None
+        if not self._nonblocking and not may_block:
             return None
         if not (self._nonblocking or self._takes_deadline or
                 (self.timeout is not None and now + self.timeout + GRACE <= deadline)):
@@ -315,8 +319,16 @@ class Collection:
         if fallback_deadline is None:
             fallback_deadline = now + DEFAULT_SCRAPE_TIMEOUT
         first = self._deadline(fallback_deadline)
-        inline = [(c, c.inline_for(first, now)) for c in self.workers]
+        # Inline: every non-blocking source, and at most one that may block (bounded, it could
+        # still take its whole bound: the others keep reading beside it on their workers).
+        inline: list[tuple[SourceWorker, _Read | None]] = []
+        may_block = True
+        for c in self.workers:
+            r = c.inline_for(first, now, may_block)
+            may_block = may_block and (r is None or c._nonblocking)
+            inline.append((c, r))
         reads = [(c, r if r is not None else c.start(first)) for c, r in inline]
+        inline.sort(key=lambda cr: not cr[0]._nonblocking)  # the non-blocking ones first
         for c, r in inline:
             if r is not None:
                 # Re-checked per read: one that overran its bound leaves the rest to their workers.

@@ -326,3 +326,15 @@ def test_a_render_never_shares_a_collection_that_started_before_it_arrived():
     t.join(10)
     assert done and quick.reads == 2 and page.shared == 0
     provider.shutdown()
+
+
+def test_at_most_one_source_that_may_block_is_read_inline_the_others_beside_it():
+    a, b = Where(nonblocking=False, timeout=0.5), Where(nonblocking=False, timeout=0.5)
+    cpu = Where()
+    collection = Collection([SourceWorker("a", a), SourceWorker("b", b), SourceWorker("cpu", cpu)])
+    collect_times(collection, INLINE_AFTER + 3)
+    me = threading.get_ident()
+    assert cpu.threads[-2:] == [me, me]  # non-blocking: always inline once earned
+    # Each collection reads at most one of the bounded sources on the collecting thread.
+    last = [(x == me) + (y == me) for x, y in zip(a.threads[-2:], b.threads[-2:])]
+    assert last == [1, 1]
