@@ -142,3 +142,27 @@ def test_importing_any_module_loads_no_plugin():
     imported, asked, cached, plugins = (result.stdout.split(" ") + [""])[:4]
     assert int(imported) > 30
     assert (asked, cached, plugins.strip()) == ("0", "0", ""), result.stdout
+
+
+def test_serving_loads_only_what_the_configuration_uses():
+    """Without --web.config.file and without push, starting the exporter imports neither the
+    web-config module (YAML, bcrypt) nor an OTLP exporter (gRPC, protobuf): megabytes of the
+    resident set (bench/start_memory.py).  With them, it does."""
+    script = textwrap.dedent("""
+        import sys
+        import otel_bare_metal.cli  # what the command imports
+        from otel_bare_metal.app import App
+        from otel_bare_metal.config import Config
+        heavy = ("otel_bare_metal.server.webconfig", "yaml", "bcrypt", "grpc", "google.protobuf",
+                 "opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "opentelemetry.exporter.otlp.proto.http.metric_exporter")
+        app = App(Config(listen_address="127.0.0.1:0")).start()
+        print(",".join(m for m in heavy if m in sys.modules))
+        app.close(grace=0)
+        App(Config(listen_address="127.0.0.1:0", exporters=frozenset({"prometheus", "otlp"}), otlp_protocol="grpc")).close(grace=0)
+        print(",".join(m for m in heavy if m in sys.modules))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    off, on = result.stdout.splitlines()[-2:]
+    assert off == ""
+    assert "opentelemetry.exporter.otlp.proto.grpc.metric_exporter" in on.split(",")
