@@ -128,10 +128,12 @@ class Limits:
 
 
 class ConcurrencyLimit:
-    """At most ``limit`` holders at once (0: unlimited); :meth:`try_enter` never waits."""
+    """At most ``limit`` holders at once (0: unlimited); :meth:`try_enter` never waits. ``what`` names
+    the holders in the refusal ("Limit of concurrent requests reached")."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, what: str = "requests"):
         self.limit = limit
+        self.what = what
         self.in_use = 0
         self._lock = threading.Lock()
 
@@ -148,7 +150,7 @@ class ConcurrencyLimit:
 
     def refusal(self) -> Response:
         """promhttp's answer past the limit, as node_exporter gives it."""
-        return Response(503, f"Limit of concurrent requests reached ({self.limit}), try again later.\n".encode())
+        return Response(503, f"Limit of concurrent {self.what} reached ({self.limit}), try again later.\n".encode())
 
 
 _LISTENER = object()
@@ -244,8 +246,9 @@ class HTTPServer:
     ``listeners`` are addresses to bind (``host:port``, ``:port``, ``[v6]:port``) or sockets already bound
     and listening (systemd socket activation); the server owns and closes both.
     ``scrape_paths`` share ``limits.max_requests``; ``route_limits`` gives a path its own budget instead
-    (0: unlimited); ``limit_key(request)`` names the budget a request counts against when its path
-    alone does not (``/metrics?target=`` is a probe). ``open_paths`` are served without ``authorize``.
+    (a number, 0: unlimited; or a :class:`ConcurrencyLimit`, whose ``what`` its refusals name);
+    ``limit_key(request)`` names the budget a request counts against when its path alone does not
+    (``/metrics?target=`` is a probe). ``open_paths`` are served without ``authorize``.
 
     The web config reaches the transport as callables: ``ssl_context()`` (None: plain HTTP) is asked at
     each accept, ``verify_peer(tls_socket)`` after each handshake (raise to refuse the client),
@@ -263,7 +266,7 @@ class HTTPServer:
         *,
         limits: Limits = Limits(),
         scrape_paths: Iterable[str] = (),
-        route_limits: Mapping[str, int] | None = None,
+        route_limits: Mapping[str, int | ConcurrencyLimit] | None = None,
         ssl_context: Callable[[], ssl.SSLContext | None] | None = None,
         verify_peer: Callable[[ssl.SSLSocket], None] | None = None,
         authorize: Callable[[Request], Response | None] | None = None,
@@ -287,7 +290,7 @@ class HTTPServer:
         shared = ConcurrencyLimit(limits.max_requests)
         self.route_limits: dict[str, ConcurrencyLimit] = {path: shared for path in scrape_paths}
         for path, limit in (route_limits or {}).items():
-            self.route_limits[path] = ConcurrencyLimit(limit)
+            self.route_limits[path] = limit if isinstance(limit, ConcurrencyLimit) else ConcurrencyLimit(limit)
         self.max_connections = self._effective_max_connections(limits.max_connections)
         self._listeners: list[socket.socket] = []
         self.addresses: list[str] = []

@@ -15,7 +15,7 @@ import pytest
 
 from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.server import http as http_module
-from otel_bare_metal.server.http import HTTPServer, Limits, Response
+from otel_bare_metal.server.http import ConcurrencyLimit, HTTPServer, Limits, Response
 
 from test_http import closed_by_server, get, serving
 
@@ -254,12 +254,15 @@ def test_limit_key_lets_a_query_count_against_another_route_s_budget():
         return Response(200, b"m 1\n")
 
     key = lambda r: "/probe" if "target" in r.query else r.path  # noqa: E731
-    with serving({"/metrics": metrics}, scrape_paths=("/metrics",), route_limits={"/probe": 1}, limit_key=key) as server:
+    probes = ConcurrencyLimit(1, "probes")  # a budget that names what it counts in its refusal
+    with serving({"/metrics": metrics}, scrape_paths=("/metrics",), route_limits={"/probe": probes}, limit_key=key) as server:
         result = []
         t = threading.Thread(target=lambda: result.append(get(server.port, "/metrics?target=a", timeout=15)))
         t.start()
         assert entered.acquire(timeout=10)
-        assert get(server.port, "/metrics?target=b")[0] == 503, "the probe budget (1) is taken"
+        status, _, body = get(server.port, "/metrics?target=b")
+        assert status == 503, "the probe budget (1) is taken"
+        assert body == b"Limit of concurrent probes reached (1), try again later.\n"
         assert get(server.port, "/metrics")[0] == 200, "/metrics itself is not"
         release.set()
         t.join(15)
