@@ -15,7 +15,7 @@ from opentelemetry.sdk.resources import Resource
 from otel_bare_metal import __version__
 from otel_bare_metal._otel_compat import export_timeout_millis
 from otel_bare_metal.config import Config
-from otel_bare_metal.server.http import HTTPServer, Limits, Request, Response, healthz, landing_page
+from otel_bare_metal.server.http import ConcurrencyLimit, HTTPServer, Limits, Request, Response, healthz, landing_page
 from otel_bare_metal.exposition.otlp import push_exporters
 from otel_bare_metal.deadline import SCRAPE_TIMEOUT_HEADER, scrape_deadline
 from otel_bare_metal.exposition.prometheus import PageUnavailable, PrometheusPage
@@ -100,10 +100,25 @@ class App:
                 self.collector_routes.update((route.path, route) for route in spec.routes(context))
         self.server: HTTPServer | None = None
 
-    def metrics(self, request: Request) -> Response:
-        for route in self.collector_routes.values():  # a route may also answer /metrics?<its param>=
+    def _metrics_route(self, request: Request) -> Route | None:
+        """The collector route that answers this ``/metrics`` request (``/metrics?<its param>=``), if any."""
+        for route in self.collector_routes.values():
             if route.metrics_param and route.metrics_param in request.query:
-                return self._serve(route, request)
+                return route
+        return None
+
+    def limit_key(self, request: Request) -> str:
+        """The budget a request counts against: its path's, or that of the route answering it."""
+        if request.path == self.config.telemetry_path:
+            route = self._metrics_route(request)
+            if route is not None:
+                return route.path
+        return request.path
+
+    def metrics(self, request: Request) -> Response:
+        route = self._metrics_route(request)  # a route may also answer /metrics?<its param>=
+        if route is not None:
+            return self._serve(route, request)
         if self.config.sdk_disabled:
             return Response(404, b"metrics are off: OTEL_SDK_DISABLED=true\n")
         if self.page is None:
@@ -151,9 +166,12 @@ class App:
 
             self.web_config = WebConfigWatcher(self.config.web_config_file)
         limits = Limits(max_connections=self.config.max_connections, max_requests=self.config.max_requests)
-        # Only /metrics counts against --web.max-requests: a collector's route bounds itself (its own
-        # flag), so however it is used, Prometheus always finds room to scrape.
+        # Only /metrics counts against --web.max-requests: a collector's route has a budget of its own
+        # (its own flag), also when it answers /metrics?<its param>=, so however it is used,
+        # Prometheus always finds room to scrape.
         scrapes = (self.config.telemetry_path,)
+        budgets = {route.path: ConcurrencyLimit(route.limit, route.limit_name)
+                   for route in self.collector_routes.values() if route.limit is not None}
         web = self.web_config
         listen = self.config.listen_address
         if self.config.systemd_socket:  # the sockets a .socket unit passes, instead of binding our own
@@ -162,6 +180,7 @@ class App:
             listen = listen_fds()
         self.server = HTTPServer(
             listen, self.routes(), limits=limits, scrape_paths=scrapes,
+            route_limits=budgets, limit_key=self.limit_key,
             ssl_context=web.ssl_context if web else None, verify_peer=web.verify_peer if web else None,
             authorize=web.authorize if web else None, response_headers=web.response_headers if web else None,
         ).start()  # fmt: skip

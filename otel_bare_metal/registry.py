@@ -209,11 +209,12 @@ class Route:
     """An HTTP route a collector serves beside ``/metrics`` (the hdhomerun collector's ``/probe``).
 
     The app mounts it and links it from ``/``, but does not count it against ``--web.max-requests``
-    (those slots are ``/metrics``'s): a route bounds its own concurrency (``/probe``:
-    ``--hdhomerun.max-probes``);
-    the handler never sees the HTTP layer.  ``metrics_param``: a ``/metrics`` request carrying
-    this query parameter is answered by this route instead (hdhomerun_exporter's
-    ``/metrics?target=``).  ``close`` is called when the app stops.
+    (those slots are ``/metrics``'s): a route declares its own budget, ``limit`` requests at once
+    (``/probe``: ``--hdhomerun.max-probes``), which the HTTP server enforces; past it a request
+    gets 503 at once, "Limit of concurrent ``limit_name`` reached".  The handler never sees the
+    HTTP layer.  ``metrics_param``: a ``/metrics`` request carrying this query parameter is
+    answered by this route instead (hdhomerun_exporter's ``/metrics?target=``), and counts against
+    its budget.  ``close`` is called when the app stops.
     """
 
     path: str
@@ -222,6 +223,8 @@ class Route:
     example: str = ""  # the link's target (default: the path)
     metrics_param: str = ""
     close: Callable[[], None] | None = None
+    limit: int | None = None  # requests served at once (0: no limit; None: no budget of its own, no limit)
+    limit_name: str = "requests"  # what the 503 past the limit calls them
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,33 @@ def test_probes_that_never_end_leave_metrics_its_slots():
         silent.close()
 
 
+def test_metrics_target_probes_count_against_the_probe_budget_not_metrics():
+    """hdhomerun_exporter's spelling, /metrics?target=, is a probe: it takes a probe slot, shared
+    with /probe, and none of the --web.max-requests slots a scrape of /metrics needs."""
+    silent = Silent(2)
+    exporter = App(Config(listen_address="127.0.0.1:0", collectors={}, max_requests=2, options={
+        "hdhomerun": HDHomeRunOptions(timeout=30.0, allow_targets=("127.0.0.0/8:*",), max_probes=2)}),
+                   resource=build_resource({}), collectors=[]).start()
+    base = f"http://127.0.0.1:{exporter.server.port}"
+    probes = [threading.Thread(target=fetch, args=(f"{base}/metrics?target={t}",),
+                               kwargs={"headers": {"X-Prometheus-Scrape-Timeout-Seconds": "4"}, "timeout": 20}, daemon=True)
+              for t in silent.targets()]
+    try:
+        for t in probes:
+            t.start()
+        assert wait_until(lambda: silent.accepted == 2)  # both probes are in flight, waiting on their targets
+        assert exporter.server.route_limits["/probe"].in_use == 2
+        assert [fetch(f"{base}/metrics")[0] for _ in range(3)] == [200] * 3
+        for path in ("/probe", "/metrics"):
+            status, _, body = fetch(f"{base}{path}?target={silent.targets()[0]}")
+            assert status == 503 and b"Limit of concurrent probes reached (2)" in body, path
+    finally:
+        for t in probes:
+            t.join(20)
+        exporter.close()
+        silent.close()
+
+
 def test_a_name_that_never_resolves_gives_up_at_the_probe_deadline():
     release = threading.Event()
     lookups = []
@@ -156,7 +183,7 @@ def test_close_with_probes_of_a_dead_device_in_flight_ends_within_the_grace(capl
         probes = [threading.Thread(target=lambda: answers.append(fetch(url, timeout=20))) for _ in range(3)]
         for t in probes:
             t.start()
-        assert wait_until(lambda: app.collector_routes["/probe"].handler.slots.in_flight == 3, timeout=10)
+        assert wait_until(lambda: app.server.route_limits["/probe"].in_use == 3, timeout=10)
         with caplog.at_level(logging.WARNING):
             app.close(grace=5.0)
         for t in probes:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from otel_bare_metal.collectors.hdhomerun.allowlist import DEFAULT_RULES, Allowlist, parse_rule
 from otel_bare_metal.collectors.hdhomerun.fleet import Device, Fleet, device_name, locator
 from otel_bare_metal.collectors.hdhomerun.metrics import METRICS, HDHomeRunObservers
-from otel_bare_metal.collectors.hdhomerun.probe import DEFAULT_MAX_PROBES, Probe, ProbeSlots, ProbeTargets
+from otel_bare_metal.collectors.hdhomerun.probe import DEFAULT_MAX_PROBES, Probe, ProbeTargets
 from otel_bare_metal.hdhr import discover, format_address, parse_address
 from otel_bare_metal.logutil import fields
 from otel_bare_metal.registry import CollectorSpec, Paths, Route, RouteContext, option
@@ -130,9 +130,9 @@ def _routes(context: RouteContext) -> list[Route]:
     options: HDHomeRunOptions = context.options
     targets = ProbeTargets(options.timeout, context.resource, page=context.page, naming=context.naming,
                            locate=locator(list(options.discover_addresses)))
-    probe = Probe(allowlist(options), targets, ProbeSlots(options.max_probes))
+    probe = Probe(allowlist(options), targets)
     return [Route("/probe", probe, title="Probe an HDHomeRun device", example="/probe?target=127.0.0.1",
-                  metrics_param="target", close=probe.close)]
+                  metrics_param="target", close=probe.close, limit=options.max_probes, limit_name="probes")]
 
 
 COLLECTOR = CollectorSpec(

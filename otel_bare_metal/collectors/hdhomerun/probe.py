@@ -23,8 +23,9 @@ read join that read (``Device.read`` is single-flight) and each waits at most un
 deadline.  Their log lines count against their own budget
 (:data:`~otel_bare_metal.logutil.PROBE_BUDGET`), never the configured devices'.  One deadline
 covers a probe: the allowlist's name lookup, the device read and the render.  How many probes
-run at once is bounded by :class:`ProbeSlots` (``--hdhomerun.max-probes``), apart from the
-``/metrics`` scrapes (``--web.max-requests``), so probes never take the room Prometheus needs.
+run at once is bounded by the route's own budget (``--hdhomerun.max-probes``, ``Route.limit``,
+which the HTTP server enforces), apart from the ``/metrics`` scrapes (``--web.max-requests``),
+so probes never take the room Prometheus needs.
 
 :class:`Probe` is the route the hdhomerun collector's spec hands the app: it checks the target
 against the allowlist and answers with status, body and content type; the app owns HTTP.  The
@@ -57,31 +58,6 @@ MAX_TARGETS = limits.PROBE_DEVICES
 #: Probes served at once by default (``--hdhomerun.max-probes``), as many as ``--web.max-requests``
 #: allows scrapes of ``/metrics``.
 DEFAULT_MAX_PROBES = 40
-
-
-class ProbeSlots:
-    """At most ``limit`` probes at once (0: no limit).  ``try_acquire`` never waits: a probe
-    past the limit is answered 503 at once, as ``--web.max-requests`` answers a scrape past
-    its limit (promhttp's ``MaxRequestsInFlight``)."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._slots = threading.BoundedSemaphore(limit) if limit > 0 else None
-        self._lock = threading.Lock()
-        self.in_flight = 0  # probes holding a slot now
-
-    def try_acquire(self) -> bool:
-        if self._slots is not None and not self._slots.acquire(blocking=False):
-            return False
-        with self._lock:
-            self.in_flight += 1
-        return True
-
-    def release(self) -> None:
-        with self._lock:
-            self.in_flight -= 1
-        if self._slots is not None:
-            self._slots.release()
 
 
 class _RenderingProbe:
@@ -190,24 +166,15 @@ class Probe:
     the device dialled is the one checked), read and rendered by the scrape's ``deadline``: one
     deadline for the name lookup, the read and the render."""
 
-    def __init__(self, allowlist: Allowlist, targets: ProbeTargets, slots: ProbeSlots | None = None):
+    def __init__(self, allowlist: Allowlist, targets: ProbeTargets):
         self.allowlist = allowlist
         self.targets = targets
-        self.slots = slots or ProbeSlots(DEFAULT_MAX_PROBES)
 
     def __call__(self, query: Mapping[str, list], accept: str | None, deadline: float) -> tuple[int, bytes, str]:
         targets = [t for t in query.get("target", []) if t.strip()]
         if len(targets) != 1:
             return 400, b"exactly one target parameter is required, e.g. /probe?target=192.168.1.8\n", TEXT
         target = targets[0].strip()
-        if not self.slots.try_acquire():
-            return 503, f"Limit of concurrent probes reached ({self.slots.limit}), try again later.\n".encode(), TEXT
-        try:
-            return self._probe(target, accept, deadline)
-        finally:
-            self.slots.release()
-
-    def _probe(self, target: str, accept: str | None, deadline: float) -> tuple[int, bytes, str]:
         try:
             address = self.allowlist.check(target, deadline)  # resolved once: dial exactly what was checked
         except TargetNotAllowed as e:  # the reason (and the rules) go to the log, not to the caller
