@@ -359,6 +359,12 @@ class HTTPServer:
         return self._open
 
     @property
+    def idle_connections(self) -> int:
+        """Connections waiting with nothing sent since they were accepted or since their last
+        response: the ones a new connection may close when every slot is taken."""
+        return len(self._idle)
+
+    @property
     def refused_connections(self) -> int:
         """Connections closed at accept because every slot was busy."""
         return self._refused

@@ -53,6 +53,17 @@ def closed_by_server(sock: socket.socket, within: float) -> bool:
         return False
 
 
+def wait_for(condition, within: float = 5.0) -> bool:
+    """Whether ``condition()`` holds within ``within`` seconds (polled every 10 ms): how a test waits for
+    the server to reach a state, instead of sleeping and hoping it has."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 # --- one deadline for the whole request head ------------------------------------------------------
 
 
@@ -182,9 +193,12 @@ def test_connections_past_the_limit_are_closed_at_once_without_a_thread_each():
     with serving(limits=Limits(max_connections=6)) as server, ExitStack() as stack:
         threads_before = threading.active_count()
         held = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port))) for _ in range(6)]
+        assert wait_for(lambda: server.idle_connections == 6), "all six accepted and set up"
         for s in held:
             s.sendall(b"GET /metrics HTTP/1.1\r\n")  # and never finish
-        time.sleep(0.3)
+        # Nothing else connects meanwhile: idle ones become busy only once their first bytes are read,
+        # so none of them can be evicted below and every newcomer must be refused.
+        assert wait_for(lambda: server.idle_connections == 0), "their first bytes have been read"
         assert threading.active_count() == threads_before, "a connection waiting for its head has no thread"
         extra = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port))) for _ in range(20)]
         for s in extra:

@@ -17,7 +17,7 @@ from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.server import http as http_module
 from otel_bare_metal.server.http import ConcurrencyLimit, HTTPServer, Limits, Response
 
-from test_http import closed_by_server, get, serving
+from test_http import closed_by_server, get, serving, wait_for
 
 
 def exchange(port: int, raw: bytes, half_close: bool = False) -> bytes:
@@ -123,9 +123,7 @@ def test_silent_connections_make_room_for_a_scraper_oldest_first():
     """One client holding every slot without sending a byte used to lock everyone else out."""
     with serving(limits=Limits(max_connections=5)) as server, ExitStack() as stack:
         silent = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port))) for _ in range(5)]
-        deadline = time.monotonic() + 5
-        while server.open_connections < 5 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert wait_for(lambda: server.idle_connections == 5), "all five accepted and set up"
         for _ in range(3):  # scrapers that keep their connection open
             s = stack.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=5))
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -138,26 +136,30 @@ def test_silent_connections_make_room_for_a_scraper_oldest_first():
 def test_idle_keep_alive_connections_make_room_too():
     with serving(limits=Limits(max_connections=3)) as server, ExitStack() as stack:
         kept = []
-        for _ in range(3):
+        for n in range(1, 4):
             s = stack.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=5))
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
             assert b"200 OK" in s.recv(4096)
             kept.append(s)
-        time.sleep(0.1)  # past the request thread's 2 ms: each is back with the front thread, idle
+            # Its request thread hands it back (after waiting 2 ms for a next request) and the front
+            # thread files it as idle; one at a time, so kept[0] is the one idle longest.
+            assert wait_for(lambda: server.idle_connections == n), f"connection {n} back with the front thread"
+        assert server.open_connections == 3 and server.refused_connections == 0
         assert get(server.port)[0] == 200
-        assert server.evicted_connections >= 1
+        assert server.evicted_connections == 1 and server.refused_connections == 0
         assert closed_by_server(kept[0], 5)
+        assert not closed_by_server(kept[2], 0.2), "the newest idle one is still open"
 
 
 def test_connections_sending_heads_are_not_evicted_and_the_newcomer_is_refused():
     with serving(limits=Limits(max_connections=3)) as server, ExitStack() as stack:
         busy = [stack.enter_context(socket.create_connection(("127.0.0.1", server.port))) for _ in range(3)]
+        assert wait_for(lambda: server.idle_connections == 3), "all three accepted and set up"
         for s in busy:
             s.sendall(b"GET /metrics HTTP/1.1\r\n")
-        deadline = time.monotonic() + 5
-        while server.open_connections < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.1)  # their first bytes have been read
+        # Nothing else connects meanwhile: idle ones become busy only once their first bytes are read.
+        assert wait_for(lambda: server.idle_connections == 0), "their first bytes have been read"
+        assert server.open_connections == 3
         newcomer = stack.enter_context(socket.create_connection(("127.0.0.1", server.port)))
         assert closed_by_server(newcomer, 5)
         assert server.evicted_connections == 0 and server.refused_connections >= 1
