@@ -20,6 +20,8 @@ from helpers import FIXTURES, free_port, running_exporter, samples
 from otel_bare_metal.hdhr.simulator import Simulator
 from test_collector_config import KNOWN
 
+pytestmark = pytest.mark.peers  # main interpreter only (scripts/test)
+
 FILES = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
 # Every ${env:...} placeholder the files read, filled as a user would.
 PLACEHOLDERS = {

@@ -10,6 +10,8 @@ import pytest
 
 from helpers import FIXTURES, fetch, free_port, running_exporter, wait_for_http
 
+pytestmark = pytest.mark.peers  # main interpreter only (scripts/test)
+
 PROMETHEUS_CONFIG = """
 global:
   scrape_interval: 1s

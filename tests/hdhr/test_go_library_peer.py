@@ -36,6 +36,8 @@ from otel_bare_metal.hdhr.packet import HDHomeRunError
 from otel_bare_metal.hdhr.simulator import Simulator
 from otel_bare_metal.hdhr.text import TunerDebug, parse_tuner_debug
 
+pytestmark = pytest.mark.peers  # main interpreter only (scripts/test)
+
 QUERIES = ("/sys/hwmodel", "/sys/version", "/sys/features", "/sys/debug", "/tuner0/status",
            "/tuner0/streaminfo", "/tuner0/channelmap", "/sys/long")
 LONG = "0123456789abcdef" * 20  # 320 bytes: a TLV length of two bytes

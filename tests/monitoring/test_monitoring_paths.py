@@ -33,6 +33,8 @@ from helpers import FIXTURES, running_exporter
 from monitoring_support import MONITORING, VARIANTS, all_rules, graph_panels, panel_exprs, promql_metric_names
 from otel_bare_metal.hdhr.simulator import Simulator
 
+pytestmark = pytest.mark.peers  # main interpreter only (scripts/test)
+
 PATHS = ("direct", "otelcol-pull", "otelcol-grpc", "otelcol-http", "remote-write")
 PUSH = {"otelcol-grpc", "otelcol-http", "remote-write"}
 MODES = ("otel", "classic")

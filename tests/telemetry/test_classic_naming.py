@@ -9,6 +9,8 @@ import pytest
 from collector_support import go_peer
 from helpers import FIXTURES, fetch, free_port, promtool_check_metrics, running_exporter, samples, stop_process, wait_for_http
 
+pytestmark = pytest.mark.peers  # main interpreter only (scripts/test)
+
 ARGS = (f"--path.procfs={FIXTURES / 'proc'}", f"--path.rootfs={FIXTURES / 'rootfs'}")
 
 # statfs of the fixture directories reads the checkout's live disk: other processes may write
