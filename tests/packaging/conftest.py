@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from typing import Iterator
 
 import pytest
 
@@ -24,12 +25,14 @@ def built(tmp_path_factory) -> Built:
 
 
 @pytest.fixture(scope="session")
-def installed(built: Built, tmp_path_factory) -> Installed:
-    """A fresh virtualenv with only the two wheels (and their dependencies from the index) in it."""
+def installed(built: Built, tmp_path_factory) -> Iterator[Installed]:
+    """A fresh virtualenv with only the two wheels (and their dependencies from the index) in it;
+    removed afterwards (it is the biggest thing a test run leaves in its temporary directory)."""
     work = tmp_path_factory.mktemp("installed")
     venv, workdir = work / "venv", work / "cwd"
     workdir.mkdir()
     run(sys.executable, "-m", "venv", venv, cwd=workdir)
     run(venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
         built.wheel, built.plugin_wheel, cwd=workdir)
-    return Installed(venv, workdir)
+    yield Installed(venv, workdir)
+    shutil.rmtree(venv, ignore_errors=True)
