@@ -99,6 +99,7 @@ def test_a_node_exporter_unit_command_line_starts_the_exporter():
         assert p.stop() == 0
 
 
+@pytest.mark.peers  # the Go-built node_exporter: main interpreter only (scripts/test)
 def test_node_exporter_takes_the_same_line_and_both_export_the_same_cpu_families():
     """The line above is node_exporter's own syntax: the real node_exporter 1.12 starts with it, and
     with classic naming ours exports the same cpu families (no guest time) and no exporter metrics."""
