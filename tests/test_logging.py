@@ -262,6 +262,7 @@ def _shape(record: dict, time_format: re.Pattern) -> tuple:
             bool(re.fullmatch(r"[\w.-]+\.(go|py):\d+", str(record["source"]))))
 
 
+@pytest.mark.peers  # the Go-built node_exporter: main interpreter only (scripts/test)
 @pytest.mark.parametrize("log_format", ["logfmt", "json"])
 def test_our_lines_have_the_shape_of_node_exporters(log_format):
     """node_exporter 1.12 (built from its Go module) and ours, started in a zone that is not
