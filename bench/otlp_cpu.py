@@ -35,7 +35,8 @@ def main() -> int:
     base = idle_cpu(args.seconds, {})
     with OTLPReceiver() as rx:
         endpoint = rx.grpc_endpoint if args.protocol == "grpc" else rx.http_endpoint
-        pushed = idle_cpu(args.seconds, {"OTEL_METRICS_EXPORTER": "prometheus,otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": args.protocol,
+        pushed = idle_cpu(args.seconds, {"OTEL_METRICS_EXPORTER": "prometheus,otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                                         "OTEL_EXPORTER_OTLP_PROTOCOL": args.protocol,
                                          "OTEL_METRIC_EXPORT_INTERVAL": str(int(args.interval * 1000))})
         exports = len(rx.received)
     added = pushed - base

@@ -44,7 +44,8 @@ def upstream_changed(what: str, package: str, consequence: str) -> str:
 
 
 try:
-    from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attribute, sanitize_full_name
+    from opentelemetry.exporter.prometheus._mapping import (  # re-exported
+        map_unit as map_unit, sanitize_attribute as sanitize_attribute, sanitize_full_name as sanitize_full_name)
 except ImportError as e:  # pragma: no cover - only on an incompatible release
     raise ImportError(upstream_changed(
         f"private module opentelemetry.exporter.prometheus._mapping (map_unit, sanitize_attribute, "

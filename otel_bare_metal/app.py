@@ -6,16 +6,19 @@ fixture trees and an ephemeral port; the command line builds one from flags.
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import threading
+from typing import Sequence
 
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 
 from otel_bare_metal import __version__
 from otel_bare_metal._otel_compat import export_timeout_millis
 from otel_bare_metal.config import Config
-from otel_bare_metal.server.http import ConcurrencyLimit, HTTPServer, Limits, Request, Response, healthz, landing_page
+from otel_bare_metal.server.http import ConcurrencyLimit, HTTPServer, Limits, Listener, Request, Response, healthz, landing_page
 from otel_bare_metal.exposition.otlp import push_exporters
 from otel_bare_metal.deadline import SCRAPE_TIMEOUT_HEADER, scrape_deadline
 from otel_bare_metal.exposition.prometheus import PageUnavailable, PrometheusPage
@@ -69,7 +72,7 @@ class App:
         else:
             self.collectors = build_collectors(config, reg) if collectors is None else collectors
         exporters = set() if config.sdk_disabled else set(config.exporters)
-        readers = []
+        readers: list[MetricReader] = []
         self.page: PrometheusPage | None = None
         if "prometheus" in exporters:
             self.page = PrometheusPage(scope_labels=config.scope_labels and config.naming == "otel")
@@ -154,7 +157,7 @@ class App:
         links["/healthz"] = "Health"
         routes = {"/": landing_page("otel-bare-metal", links), "/healthz": self.healthz, path: self.metrics}
         for route in self.collector_routes.values():
-            routes[route.path] = lambda request, route=route: self._serve(route, request)
+            routes[route.path] = functools.partial(self._serve, route)
         return routes
 
     def start(self) -> "App":
@@ -173,7 +176,7 @@ class App:
         budgets = {route.path: ConcurrencyLimit(route.limit, route.limit_name)
                    for route in self.collector_routes.values() if route.limit is not None}
         web = self.web_config
-        listen = self.config.listen_address
+        listen: Sequence[Listener] = self.config.listen_address
         if self.config.systemd_socket:  # the sockets a .socket unit passes, instead of binding our own
             from otel_bare_metal.systemd import listen_fds
 
@@ -219,7 +222,7 @@ class App:
                         extra=log_fields(variable="OTEL_SDK_DISABLED", value="true", paths=paths))
             return
         where: dict[str, str] = {}
-        if self.page is not None:
+        if self.page is not None and self.server is not None:
             scheme = "https" if self.server_tls() else "http"
             urls = []
             for address in self.server.addresses:

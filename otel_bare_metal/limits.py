@@ -65,9 +65,9 @@ class BoundedCache(Generic[K, V]):
         self._data: OrderedDict[K, V] = OrderedDict()
         self._on_evict = on_evict
         if lru:
-            self.get = self._get_lru  # type: ignore[method-assign]
+            self.get = self._get_lru  # type: ignore[method-assign]  # chosen once per instance: no branch per lookup
         else:
-            self.get = self._data.get  # type: ignore[method-assign]
+            self.get = self._data.get  # type: ignore[method-assign,assignment]  # dict.get is overloaded; this call shape is one of them
 
     def get(self, key: K, default: V | None = None) -> V | None:  # replaced per instance in __init__
         raise NotImplementedError
@@ -78,7 +78,7 @@ class BoundedCache(Generic[K, V]):
         if value is _MISSING:
             return default
         data.move_to_end(key)
-        return value  # type: ignore[return-value]
+        return value  # type: ignore[return-value]  # not _MISSING here, so a V
 
     def put(self, key: K, value: V) -> V:
         data = self._data

@@ -283,7 +283,7 @@ def setup_logging(level: str, log_format: str = "logfmt", stream=None) -> loggin
             return
         name = args.thread.name if args.thread is not None else "?"
         logging.getLogger("otel_bare_metal").error(
-            "uncaught exception in thread", exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+            "uncaught exception in thread", exc_info=args.exc_value,  # the exception carries its type and traceback
             extra=fields(thread=name))
 
     threading.excepthook = thread_exception

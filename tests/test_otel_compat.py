@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-from pathlib import Path
 
 import pytest
 from opentelemetry.metrics import Observation

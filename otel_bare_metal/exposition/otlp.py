@@ -54,7 +54,7 @@ class Push:
 def _env_protocol(environ: Mapping[str, str]) -> tuple[str, list[Message]]:
     """The protocol the environment names, by the specification's Enum rule: an unknown value is
     a warning and is ignored (the next variable, else the default, applies)."""
-    warnings = []
+    warnings: list[Message] = []
     for name in ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
         value = (environ.get(name) or "").strip()
         if not value:
@@ -111,10 +111,12 @@ def build_exporter(proto: str, endpoint: str):
     """The official exporter for ``proto``, sending to ``endpoint``; every other setting
     (headers, certificate, compression, timeout, temporality) it reads from the environment."""
     if proto == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter(endpoint=endpoint)
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GRPCExporter
+
+        return GRPCExporter(endpoint=endpoint)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HTTPExporter
+
+    return HTTPExporter(endpoint=endpoint)
 
 
 def _every(reader: PeriodicExportingMetricReader) -> str:

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 # Points per instrument before the SDK folds series into an overflow series.  A 1024-CPU host
 # has 10 240 cpu-time points; 2000 mounts × 3 states is 6000.  Far above both.
 CARDINALITY_LIMIT = 1_000_000
-CARDINALITY_LIMITS = {
+CARDINALITY_LIMITS: dict[type, int] = {
     cls: CARDINALITY_LIMIT
     for cls in (Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge)
 }

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from . import packet as pkt
 from .packet import MAX_TUNERS, Packet, ProtocolError
@@ -146,7 +146,7 @@ class Simulator:
         """Replace the faults, or change some fields: ``set_faults(drop=True)``."""
         with self._faults_lock:
             base = faults if faults is not None else self._faults
-            self._faults = dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+            self._faults = dataclasses.replace(base, **changes)  # type: ignore[arg-type]  # field names checked by replace at run time
             return self._faults
 
     def clear_faults(self) -> None:
@@ -540,7 +540,7 @@ class Simulator:
         wanted_id = request.get_u32(pkt.TAG_DEVICE_ID)
         return wanted_id in (None, pkt.DEVICE_ID_WILDCARD, self.device_id)
 
-    def _local_ip_for(self, source: tuple) -> str:  # type: ignore[type-arg]
+    def _local_ip_for(self, source: tuple[Any, ...]) -> str:
         host = self.address[0]
         if host not in ("", "0.0.0.0", "::"):
             return host
@@ -552,7 +552,7 @@ class Simulator:
         except OSError:
             return "127.0.0.1"
 
-    def _discover_reply(self, source: tuple) -> Packet:  # type: ignore[type-arg]
+    def _discover_reply(self, source: tuple[Any, ...]) -> Packet:
         ip = self._local_ip_for(source)
         base = f"http://[{ip}]:80" if ":" in ip else f"http://{ip}:80"
         return Packet(

@@ -223,4 +223,4 @@ def parse_tuner_debug(text: str) -> TunerDebug:
             extra[prefix] = MappingProxyType(dict(pairs))
     if not sections and not extra:
         raise ParseError(f"no debug lines in {text!r}")
-    return TunerDebug(extra=MappingProxyType(extra), **sections)  # type: ignore[arg-type]
+    return TunerDebug(extra=MappingProxyType(extra), **sections)  # type: ignore[arg-type]  # keys are TunerDebug's section names, each its own record type

@@ -80,7 +80,7 @@ class ProcessObservers:
         self._collector = collector
         self._user = {"cpu.mode": "user"}
         self._system = {"cpu.mode": "system"}
-        self._build_key = None
+        self._build_key: object = None  # the Build record the attributes were made from
         self._build_attrs: dict[str, str] = {}
 
     def _stat(self) -> ProcessStat | None:

@@ -419,7 +419,7 @@ class HTTPServer:
                         break
                     try:
                         if key.data is _LISTENER:
-                            self._accept(key.fileobj)  # type: ignore[arg-type]
+                            self._accept(key.fileobj)  # type: ignore[arg-type]  # registered as a socket; the selector types it as FileDescriptorLike
                         elif key.data is _WAKE:
                             self._take_returned()
                         else:
@@ -584,9 +584,9 @@ class HTTPServer:
         self._idle.pop(conn, None)  # it sent something, or closed
         if conn.handshaking:
             try:
-                conn.sock.do_handshake()  # type: ignore[attr-defined]
+                conn.sock.do_handshake()  # type: ignore[attr-defined]  # handshaking: the socket is an SSLSocket
                 if self._verify_peer is not None:
-                    self._verify_peer(conn.sock)  # type: ignore[arg-type]
+                    self._verify_peer(conn.sock)  # type: ignore[arg-type]  # handshaking: the socket is an SSLSocket
             except ssl.SSLWantReadError:
                 self._watch(conn, selectors.EVENT_READ)
                 return

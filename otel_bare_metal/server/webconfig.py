@@ -82,7 +82,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, cast
 
 import bcrypt
 import yaml
@@ -333,7 +333,7 @@ class WebConfig:
             if hmac.compare_digest(name.encode("utf-8"), user):
                 stored = hashed.encode("ascii")
         known = stored is not None
-        hashed_pw = stored if known else (self.dummy or dummy_hash(max(map(_bcrypt_cost, self.users.values()))))
+        hashed_pw = stored if stored is not None else (self.dummy or dummy_hash(max(map(_bcrypt_cost, self.users.values()))))
         password = password[:72]  # bcrypt's limit; Go's CompareHashAndPassword truncates the same way
         digest = self._cache.digest(user, hashed_pw, password)
         seen = self._cache.lookup(digest)
@@ -673,7 +673,7 @@ _Signature = tuple
 
 
 def _signature(paths: tuple[str, ...]) -> _Signature:
-    out = []
+    out: list[tuple[object, ...]] = []
     for p in paths:
         try:
             st = os.stat(p)
@@ -884,7 +884,8 @@ def _check_sans(tls_sock: ssl.SSLSocket, allowed: tuple[str, ...]) -> None:
             allowed_ips.add(ipaddress.ip_address(a))
         except ValueError:
             pass
-    for kind, value in cert.get("subjectAltName", ()):
+    sans = cast("tuple[tuple[str, str], ...]", cert.get("subjectAltName", ()))  # typeshed: a union of every field
+    for kind, value in sans:
         value = value.strip()
         if kind == "IP Address":
             try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from opentelemetry.metrics import Meter
 
@@ -28,7 +28,7 @@ def instrument(
     naming: str = "otel",
     drop_attributes: frozenset[str] = frozenset(),
     registry=None,
-    unmonitored: list[tuple[SourceWorker, Any]] = (),
+    unmonitored: Sequence[tuple[SourceWorker, Any]] = (),
 ) -> Collection:
     """Register the instruments of the given workers' collectors on ``meter`` (and, unless told not
     to, the per-collector self-monitoring), named the OpenTelemetry way or the classic way.

@@ -14,7 +14,6 @@ from typing import Any
 
 import yaml
 
-import helm_python as helm  # PyPI: helm-python-sdk
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO / "helm" / "otel-bare-metal"

@@ -9,18 +9,9 @@ real `promtool check config`.
 
 from __future__ import annotations
 
-import http.server
-import json
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import threading
-import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 

@@ -9,7 +9,6 @@ on free ports (collector_support.loopback, which is tested here too).
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml

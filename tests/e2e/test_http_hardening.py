@@ -111,7 +111,7 @@ def test_the_soft_open_files_limit_is_raised_and_slow_clients_do_not_lock_others
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
         limits = open(f"/proc/{proc.pid}/limits").read()
-        line = next(l for l in limits.splitlines() if l.startswith("Max open files"))
+        line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
         soft, hard_seen = line.split()[3:5]
         assert soft == hard_seen, line
         with ExitStack() as stack:

@@ -104,7 +104,7 @@ def test_fast_text_encoder_is_byte_identical_to_the_stock_path(naming, accept):
         return [SourceWorker("cpu", ProcfsCPUSource(str(FIXTURES / "proc"), hz=100)), SourceWorker("filesystem", fs)]
 
     (fast1, fast2), (stock1, stock2) = _pages_on(collectors, naming, accept)
-    strip = lambda b: b"\n".join(l for l in b.split(b"\n") if b"duration_seconds{" not in l)  # noqa: E731 timings differ
+    strip = lambda b: b"\n".join(x for x in b.split(b"\n") if b"duration_seconds{" not in x)  # noqa: E731 timings differ
     assert strip(fast1) == strip(stock1)
     assert strip(fast2) == strip(stock2)
     assert b"system_cpu_time_seconds_total" in fast1 or b"node_cpu_seconds_total" in fast1
@@ -126,8 +126,8 @@ def test_fast_text_encoder_backfills_mixed_label_sets_like_the_stock_path(accept
         page_bodies.append(page.render(accept)[0])
         provider.shutdown()
     fast, stock = page_bodies
-    fast_lines = [l for l in fast.split(b"\n") if not l.startswith(b"target_info")]
-    stock_lines = [l for l in stock.split(b"\n") if not l.startswith(b"target_info")]
+    fast_lines = [x for x in fast.split(b"\n") if not x.startswith(b"target_info")]
+    stock_lines = [x for x in stock.split(b"\n") if not x.startswith(b"target_info")]
     assert fast_lines == stock_lines
     assert b'mixed{a="x",b=""} 1.0' in fast
     assert b'mixed{a="-7",b="100000000000000000000"} 4.0' in fast and b'c_bytes_total{k="true"} 7.0' in fast

@@ -176,7 +176,7 @@ def test_one_line_names_every_exporter_and_where_it_sends():
     assert line["prometheus"] == f"pull http://127.0.0.1:{port}/metrics"
     assert line["otlp"] == f"grpc {rx.grpc_endpoint} every 0.3s"
     assert line["console"] == "stdout every 0.3s"
-    exports = [json.loads(l) for l in out.splitlines()]  # console: one JSON document per line
+    exports = [json.loads(x) for x in out.splitlines()]  # console: one JSON document per line
     names = {m["name"] for e in exports for rm in e["resource_metrics"] for sm in rm["scope_metrics"] for m in sm["metrics"]}
     assert "system.cpu.time" in names
 
@@ -189,7 +189,7 @@ def test_console_only_prints_json_lines_and_turns_the_page_off():
         assert fetch(f"http://127.0.0.1:{port}/metrics")[0] == 404
     finally:
         out, records = run.stop()  # the final flush prints at least one export
-    assert out and all(json.loads(l)["resource_metrics"] for l in out.splitlines())
+    assert out and all(json.loads(x)["resource_metrics"] for x in out.splitlines())
     assert _exporters_line(records)["console"] == "stdout every 0.2s"
 
 

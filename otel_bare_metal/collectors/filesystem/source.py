@@ -101,7 +101,7 @@ class MountFilter:
         object.__setattr__(self, "_compiled", compiled)
 
     def keep(self, mount: Mount) -> bool:
-        c = self._compiled  # type: ignore[attr-defined]
+        c = self._compiled  # type: ignore[attr-defined]  # set in __post_init__ of this frozen dataclass
         for pattern, value in ((c["mount_points_include"], mount.mountpoint), (c["fs_types_include"], mount.fstype)):
             if pattern is not None and not pattern.search(value):
                 return False

@@ -79,7 +79,8 @@ def discovered_devices(addresses: list[str] | tuple[str, ...] = ()) -> list[str]
     """Devices that answer a discover request (``--hdhomerun.discover``): broadcast on the local
     network, or sent to each of ``addresses`` (``--hdhomerun.discover-address``)."""
     found = []
-    for target in addresses or [None]:
+    targets: list[str | None] = list(addresses) or [None]  # None: broadcast
+    for target in targets:
         try:
             found += discover(target, allow_broadcast=target is None)
         except OSError as e:

@@ -245,7 +245,7 @@ class Device:
             info = self._learn(end, verify)
             tuners = {}
             for n in range(info.tuner_count):
-                tuners[n] = self._totalled(n, self._get(end, partial(self._client.tuner_debug, n)))
+                tuners[n] = self._totalled(n, self._get(end, partial(self._connected().tuner_debug, n)))
             self._was_up = True
             return DeviceReading(self.address, True, self._clock() - start, info, tuners)
         except (HDHomeRunError, OSError, ValueError) as e:
@@ -284,7 +284,12 @@ class Device:
         f = self._facts
         if "tuner_count" not in f or not all(k in f for k in ("model", "hwmodel", "version", "device_id")):
             return None
-        return DeviceInfo(f["model"], f["hwmodel"], f["version"], f["device_id"], f["tuner_count"])  # type: ignore[arg-type]
+        return DeviceInfo(f["model"], f["hwmodel"], f["version"], f["device_id"], f["tuner_count"])  # type: ignore[arg-type]  # each fact is stored with its own type as learned
+
+    def _connected(self) -> Client:
+        """The client; a device given by id has one once ``_find`` located it (``_read`` calls it first)."""
+        assert self._client is not None, "a device given by id is located before it is read"
+        return self._client
 
     def _learn(self, deadline: float, verify: bool) -> DeviceInfo:
         c = self._client
@@ -323,7 +328,7 @@ class Device:
         progress across calls."""
         while self._probed < MAX_TUNERS:
             try:
-                self._get(deadline, partial(self._client.get, f"/tuner{self._probed}/debug"))
+                self._get(deadline, partial(self._connected().get, f"/tuner{self._probed}/debug"))
             except DeviceError as e:
                 if e.is_unknown_variable():
                     break
@@ -340,7 +345,7 @@ class Device:
 
     def _totalled(self, tuner: int, debug: TunerDebug) -> TunerDebug:
         """``debug`` with every counter replaced by its running total (never backwards)."""
-        changes: dict[str, dict[str, int]] = {}
+        changes: dict[str, dict[str, int | None]] = {}
         for section_name, name in COUNTERS:
             section = getattr(debug, section_name)
             raw = getattr(section, name, None) if section is not None else None
@@ -371,12 +376,12 @@ class Device:
 def locator(addresses: list[str] | None) -> LocateFunction:
     """How devices given by id are found: a discover request carrying the id, sent to each of
     ``addresses`` (``--hdhomerun.discover-address``), or broadcast when there are none."""
-    targets = list(addresses or [])
+    targets: list[str | None] = list(addresses or [])
 
     def locate(device_id: int, window: float) -> DiscoveredDevice | None:
         window = max(0.01, min(window, 30.0))
         per_target = window / max(1, len(targets))
-        for target in targets or [None]:
+        for target in targets or [None]:  # None: broadcast
             try:
                 found = discover(target, attempts=1, window=per_target if target else window,
                                  allow_broadcast=target is None, device_id=device_id)

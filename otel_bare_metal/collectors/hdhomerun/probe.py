@@ -107,7 +107,7 @@ class ProbeTargets:
         self._lock = threading.Lock()
         self._rendering = _RenderingProbe()
         self._provider = meter_provider(resource, [])
-        observers = HDHomeRunObservers(self._rendering).observers()  # type: ignore[arg-type]
+        observers = HDHomeRunObservers(self._rendering).observers()  # type: ignore[arg-type]  # stands in for a SourceWorker: it has the one attribute read, .result
         if naming == "classic":  # classic names drop the device label: hdhomerun_exporter's ``instance`` names it
             definitions, observers = classic_table(observers, METRICS, frozenset({"hdhomerun.device"}))
         elif naming == "otel":
