@@ -154,7 +154,8 @@ class TextEncoder:
             doc = metric.description or ""
             text_doc = doc.replace("\\", r"\\").replace("\n", r"\n")
             text = f"# HELP {sample} {text_doc}\n# TYPE {sample} {kind}\n"
-            om = f"# HELP {family} {_escape(doc)}\n# TYPE {family} {kind}\n" + (f"# UNIT {family} {unit}\n" if unit else "")
+            om_unit = openmetrics_unit(unit)
+            om = f"# HELP {family} {_escape(doc)}\n# TYPE {family} {kind}\n" + (f"# UNIT {family} {om_unit}\n" if om_unit else "")
             header = self._headers[key] = (text, om, sample)
         return header
 
@@ -198,6 +199,35 @@ class TextEncoder:
         if name is None:
             name = self._label_names[key] = sanitize_attribute(key)
         return name
+
+
+def openmetrics_unit(unit: str) -> str:
+    """The ``# UNIT`` an OpenMetrics page declares for a family whose Prometheus unit suffix is
+    ``unit`` (``map_unit`` of the instrument's unit): the unit itself, or ``""`` (no UNIT line)
+    for a rate (``bytes_per_second``, ``per_second``).
+
+    OpenMetrics makes UNIT optional.  A scraper that reads it turns it back into an OTel unit
+    (the Collector's ``prometheus`` receiver: ``bytes_per_second`` → ``By/s``), and Prometheus's
+    OTLP translation (``otlptranslator``, in the Collector's Prometheus exporters and remote
+    write) then appends the ``per_second`` part again, because it compares whole name tokens:
+    ``hdhomerun_tuner_raw_rate_bytes_per_second_per_second``.  A single-word unit (``seconds``,
+    ``bytes``) is found among the name's tokens and round-trips unchanged, so it keeps its line.
+    """
+    return "" if unit.startswith("per_") or "_per_" in unit else unit
+
+
+class _OpenMetricsUnits:
+    """A registry view for the stock encoders: every family as the registry gives it, with the
+    ``# UNIT`` of a rate left out (:func:`openmetrics_unit`), as ``TextEncoder`` writes it."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self._registry = registry
+
+    def collect(self):
+        for family in self._registry.collect():
+            if family.unit and not openmetrics_unit(family.unit):
+                family.unit = ""  # a fresh family per collection: the reader builds new ones
+            yield family
 
 
 def _escape(value: str) -> str:
@@ -348,7 +378,7 @@ class PrometheusPage:
             finally:
                 self.reader.capture = False
             return self._fast.encode(data, openmetrics=fast == "openmetrics")
-        return encoder(self.client_registry)
+        return encoder(_OpenMetricsUnits(self.client_registry))
 
     def shutdown(self) -> None:
         self.reader.shutdown()
