@@ -151,9 +151,12 @@ def running_collector(cfg: dict[str, Any], tmp_path: Path, ports: dict[str, int]
 
 
 def warnings_in(log: str) -> list[str]:
-    """Log lines at warn level or above, and any line that mentions a deprecation."""
+    """Log lines at warn level or above, and any line at any level that mentions a deprecation
+    or asks for the configuration to be rewritten (the transform processor logs "… please
+    rewrite them accordingly" at info when it had to add context prefixes to OTTL paths)."""
     return [line for line in log.splitlines()
-            if re.search(r"\t(warn|error|fatal|panic)\t", line, re.I) or re.search(r"deprecat", line, re.I)]
+            if re.search(r"\t(warn|error|fatal|panic)\t", line, re.I)
+            or re.search(r"deprecat|please rewrite|rewrite (it|them)|will be removed", line, re.I)]
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):

@@ -222,6 +222,88 @@ def test_scrape_job_name_matches_the_pushed_service_name() -> None:
             assert [j["job_name"] for j in rcv["config"]["scrape_configs"]] == ["otel-bare-metal"], name
 
 
+# ----------------------------------------------------------------- what a user's Collector meets
+
+
+@pytest.mark.parametrize("path", FILES, ids=_ids(FILES))
+def test_scrape_protocols_are_left_at_the_default(path: Path) -> None:
+    """The receiver's default negotiates OpenMetrics, as a user's own Collector does; the page's
+    # UNIT lines are written so that it yields the /metrics names (test_collector_real.py runs
+    both with and without the pin)."""
+    for rid, rcv in _prometheus_receivers(_load(path)).items():
+        assert "scrape_protocols" not in rcv["config"].get("global", {}), f"{rid}: scrape_protocols pinned"
+        for job in rcv["config"]["scrape_configs"]:
+            assert "scrape_protocols" not in job, f"{rid}/{job['job_name']}: scrape_protocols pinned"
+
+
+# OTTL paths of the transform processor's contexts; a statement must name its context on every
+# path (resource.attributes[...], not attributes[...]), or the processor rewrites it and asks
+# (at info level) for the file to be rewritten.
+_OTTL_CONTEXTS = ("resource", "scope", "metric", "datapoint")
+_OTTL_PATH = re.compile(r'(?<![\w."])((?:[a-z_]+\.)*)(attributes|name|unit|type|description)\b(?=\s*[\[,)=!<>]|\s*$)')
+
+
+def _statements(cfg: dict[str, Any]) -> list[tuple[str, str, str]]:
+    out = []
+    for pid, proc in (cfg.get("processors") or {}).items():
+        if _type(pid) != "transform":
+            continue
+        for group in proc.get("metric_statements", []):
+            for statement in group["statements"]:
+                out.append((pid, group.get("context", ""), statement))
+    return out
+
+
+def _unquoted(statement: str) -> str:
+    return re.sub(r'"(?:\\.|[^"\\])*"', '""', statement)
+
+
+@pytest.mark.parametrize("path", FILES, ids=_ids(FILES))
+def test_ottl_paths_carry_their_context(path: Path) -> None:
+    statements = _statements(_load(path))
+    for pid, context, statement in statements:
+        for prefix, _field in _OTTL_PATH.findall(_unquoted(statement)):
+            assert prefix.rstrip(".").split(".")[0] == context, f"{pid}: path without its context prefix in {statement!r}"
+
+
+def test_the_context_check_catches_a_bare_path() -> None:
+    bare = 'set(attributes["host.name"], resource.attributes["host_name"]) where resource.attributes["host_name"] != nil'
+    assert [p for p, _ in _OTTL_PATH.findall(_unquoted(bare))] == ["", "resource.", "resource."]
+
+
+def _key_patterns(cfg: dict[str, Any]) -> list[str]:
+    return [expand(m, {}) for _, _, statement in _statements(cfg)
+            for m in re.findall(r'(?:delete|keep)_matching_keys\([^,]+,\s*"((?:\\.|[^"\\])*)"\)', statement)]
+
+
+@pytest.mark.parametrize("path", FILES, ids=_ids(FILES))
+def test_key_patterns_are_anchored_and_keep_what_they_do_not_name(path: Path) -> None:
+    """A pattern matches whole keys: the current semantic-convention keys the statements restore
+    (deployment.environment.name arrives as deployment_environment_name, service.namespace as
+    service_namespace) and any attribute we do not know (team.name → team_name) survive it."""
+    cfg = _load(path)
+    restored = {m.group(2): m.group(1) for _, _, st in _statements(cfg)
+                for m in [re.match(r'set\(resource\.attributes\["([\w.]+)"\], resource\.attributes\["(\w+)"\]\)', st)] if m}
+    for pattern in _key_patterns(cfg):
+        assert pattern.startswith("^") and pattern.endswith("$"), f"unanchored key pattern {pattern!r}"
+        regex = re.compile(pattern)
+        for kept in ("team_name", "deployment_environment_name_extra", "host_name_alias", "service_namespace_x"):
+            assert not regex.search(kept), f"{pattern!r} deletes {kept}"
+        for underscore in restored:
+            # a restored key's Prometheus spelling goes (it was copied), the dotted key stays
+            assert regex.search(underscore), f"{pattern!r} leaves {underscore} behind"
+            assert not regex.search(restored[underscore]), f"{pattern!r} deletes {restored[underscore]}"
+    if _key_patterns(cfg):
+        assert {"deployment_environment_name", "service_namespace"} <= set(restored), "not restored"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*")) , ids=lambda p: p.name)
+def test_current_semantic_convention_keys(path: Path) -> None:
+    """deployment.environment was replaced by deployment.environment.name (semantic conventions 1.27)."""
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r"deployment[._]environment(?![._]name)", text), f"{path.name}: deprecated deployment.environment"
+
+
 # ----------------------------------------------------------------- promtool
 
 
@@ -234,9 +316,7 @@ SCRAPE_CASES = [(p, rid) for p in FILES for rid in _prometheus_receivers(_load(p
 @pytest.mark.parametrize("path,receiver", SCRAPE_CASES, ids=[f"{p.name}:{r}" for p, r in SCRAPE_CASES])
 def test_promtool_check_config(tmp_path: Path, path: Path, receiver: str) -> None:
     prom = expand_all(_load(path)["receivers"][receiver]["config"], TEST_ENV)
-    # Debian's promtool (2.42) predates scrape_protocols (Prometheus 2.49); the Collector's
-    # receiver (Prometheus 3) reads it, and test_collector_real.py runs it there.
-    assert prom["global"].pop("scrape_protocols") == ["PrometheusText0.0.4"]
+    assert "scrape_protocols" not in prom["global"]  # test_scrape_protocols_are_left_at_the_default
     if not _promtool_knows_kubernetes_sd(tmp_path):
         # Debian builds Prometheus without Kubernetes discovery: check that block here and let
         # promtool check everything else (relabelling included) with a static target in its place.

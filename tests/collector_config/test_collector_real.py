@@ -73,11 +73,12 @@ def test_validate_catches_what_we_removed(otelcol, tmp_path):
 
 @pytest.mark.parametrize("name", FILES)
 def test_starts_with_a_clean_log(otelcol, sink, tmp_path, name):
-    """Runs as shipped (addresses on loopback, forwarding to a live sink); no warning and no
-    deprecation in its log."""
+    """Runs as shipped (addresses on loopback, forwarding to a live sink); no warning, no
+    deprecation and nothing to rewrite in its log, at any level (it logs at debug here)."""
     cfg, ports = loopback(load(name), targets=[f"127.0.0.1:{free_port()}"], otlp_sink=sink.otlp,
                           remote_write=f"http://127.0.0.1:{free_port()}/api/v1/write",
                           k8s_targets=[(f"127.0.0.1:{free_port()}", K8S_POD_LABELS)])
+    cfg["service"]["telemetry"]["logs"] = {"level": "debug"}
     with running_collector(cfg, tmp_path, ports, env=PLACEHOLDERS) as collector:
         pass
     log = collector.log()
@@ -178,7 +179,7 @@ def test_push(tmp_path, protocol):
         port = ports["otlp/grpc" if protocol == "grpc" else "otlp/http"]
         env = {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_METRIC_EXPORT_INTERVAL": "500",
-               "OTEL_RESOURCE_ATTRIBUTES": "host.name=push-host,deployment.environment=test"}
+               "OTEL_RESOURCE_ATTRIBUTES": "host.name=push-host,deployment.environment.name=test"}
         with running_exporter(*FIXTURE_ARGS, env=env):
             text = wait_for(lambda: series(collector.scrape(), "system_cpu_time_seconds_total", instance="push-host")
                             and collector.scrape(), what="pushed series")
@@ -186,7 +187,7 @@ def test_push(tmp_path, protocol):
                         cpu_mode="idle")
     assert value == IDLE_CPU0
     assert labels["job"] == "otel-bare-metal" and labels["host_name"] == "push-host"
-    assert labels["deployment_environment"] == "test"
+    assert labels["deployment_environment_name"] == "test"
     assert "telemetry_sdk_name" not in labels, "only the allow-listed resource attributes become labels"
     assert one(text, "system_filesystem_utilization_ratio", instance="push-host", system_filesystem_mountpoint="/")
 
