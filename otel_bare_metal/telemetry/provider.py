@@ -16,6 +16,8 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 
+from otel_bare_metal.telemetry.resource import SCHEMA_URL
+
 
 class NoExemplars(ExemplarReservoir):
     """A reservoir that keeps nothing."""
@@ -37,8 +39,16 @@ def _no_exemplars(aggregation_type: type) -> Any:
 NO_EXEMPLAR_VIEWS = (View(instrument_name="*", exemplar_reservoir_factory=_no_exemplars),)
 
 
+class _SemconvMeterProvider(MeterProvider):
+    """Every meter it gives follows the semantic conventions of ``SCHEMA_URL`` unless told
+    otherwise (the scope's schema URL; through a Collector ``otel_scope_schema_url``)."""
+
+    def get_meter(self, name, version=None, schema_url=None, attributes=None):  # noqa: ANN001, ANN201
+        return super().get_meter(name, version, schema_url or SCHEMA_URL, attributes)
+
+
 def meter_provider(resource: Resource, readers: Sequence[MetricReader]) -> MeterProvider:
-    return MeterProvider(
+    return _SemconvMeterProvider(
         resource=resource,
         metric_readers=list(readers),
         views=list(NO_EXEMPLAR_VIEWS),
