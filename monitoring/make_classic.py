@@ -59,8 +59,9 @@ DASHBOARD = {
 }
 
 VARIABLES = {
-    "job": "label_values(node_scrape_collector_success, job)",
-    "instance": 'label_values(node_scrape_collector_success{job=~"$job"}, instance)',
+    # every job: host exporters (collector success) and /probe fleet jobs (hdhomerun_up only)
+    "job": 'label_values({__name__=~"node_scrape_collector_success|hdhomerun_up"}, job)',
+    "instance": 'label_values({__name__=~"node_scrape_collector_success|hdhomerun_up",job=~"$job"}, instance)',
     "device": 'label_values(hdhomerun_up{job=~"$job"}, device)',
 }
 

@@ -32,6 +32,8 @@ def promql_metric_names(expr: str) -> set[str]:
     or is a keyword.  ``{__name__="x"}`` selectors are read too.
     """
     names = set(re.findall(r'__name__\s*=\s*"([^"]+)"', expr))
+    for alternatives in re.findall(r'__name__\s*=~\s*"([\w:|]+)"', expr):  # {__name__=~"a|b"}
+        names.update(alternatives.split("|"))
     text = _VARIABLE.sub(" ", expr)
     text = _STRING.sub('""', text)
     text = _MATCHERS.sub(" ", text)
