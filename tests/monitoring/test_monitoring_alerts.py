@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 from monitoring_support import all_rules, promql_metric_names
 
@@ -69,3 +70,49 @@ def test_unit_tests_feed_only_exported_metrics(alert_tests, exported_names):
 )
 def test_promql_scanner(expr, names):
     assert promql_metric_names(expr) == names
+
+
+# ---------------------------------------------------------------------------- runbooks
+
+RUNBOOKS = MONITORING.parent / "docs" / "runbooks.md"
+RUNBOOK_BASE = "https://github.com/otel-bare-metal/otel-bare-metal/blob/main/docs/runbooks.md#"
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a markdown heading: lower case, punctuation dropped, spaces → -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _runbook_sections() -> dict[str, str]:
+    sections: dict[str, str] = {}
+    current = None
+    for line in RUNBOOKS.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"#{1,6} (.+)", line)
+        if m:
+            current = _github_anchor(m.group(1))
+            sections[current] = ""
+        elif current:
+            sections[current] += line + "\n"
+    return sections
+
+
+@pytest.mark.parametrize("variant", ["alerts.yml", "alerts-classic.yml"])
+def test_every_alert_links_its_runbook_section(variant):
+    """runbook_url points into docs/runbooks.md at an anchor that exists, and that section says
+    what the alert means, how to check and how to fix it."""
+    sections = _runbook_sections()
+    rules = [r for g in yaml.safe_load((MONITORING / variant).read_text())["groups"] for r in g["rules"] if "alert" in r]
+    assert rules
+    for rule in rules:
+        url = rule["annotations"].get("runbook_url", "")
+        assert url.startswith(RUNBOOK_BASE), f"{rule['alert']}: runbook_url {url!r}"
+        anchor = url[len(RUNBOOK_BASE):]
+        assert anchor in sections, f"{rule['alert']}: docs/runbooks.md has no section #{anchor}"
+        assert anchor == _github_anchor(rule["alert"]), f"{rule['alert']}: links another alert's section"
+        for part in ("**What it means.**", "**How to check.**", "**How to fix.**"):
+            assert part in sections[anchor], f"{rule['alert']}: runbook section lacks {part}"
+
+
+def test_github_anchor():
+    assert _github_anchor("OtelBareMetalExporterDown") == "otelbaremetalexporterdown"
+    assert _github_anchor("What it means, and why") == "what-it-means-and-why"
