@@ -176,6 +176,15 @@ prometheus.io/scheme: {{ .Values.scheme | quote }}
 {{- end }}
 {{- end }}
 
+{{/* OTEL_RESOURCE_ATTRIBUTES of every exporter container: k8s.namespace.name, then resourceAttributes. */}}
+{{- define "otel-bare-metal.resourceAttributes" -}}
+{{- $attrs := list (printf "k8s.namespace.name=%s" (include "otel-bare-metal.namespace" .)) }}
+{{- range $key := keys .Values.resourceAttributes | sortAlpha }}
+{{- $attrs = append $attrs (printf "%s=%v" $key (get $.Values.resourceAttributes $key)) }}
+{{- end }}
+{{- join "," $attrs }}
+{{- end }}
+
 {{/* Pod annotations: the config checksum rolls the pods when the ConfigMap changes. */}}
 {{- define "otel-bare-metal.checksum" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
