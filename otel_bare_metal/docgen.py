@@ -44,7 +44,7 @@ def render(specs: list[CollectorSpec] | None = None) -> str:
     ]
     for spec in specs:
         lines += section(spec)
-    lines += CLASSIC_NOTES
+    lines += CLASSIC_NOTES + semconv_notes()
     return "\n".join(lines)
 
 
@@ -170,6 +170,62 @@ CLASSIC_NOTES = [
     "on the direct path (on push paths `ExporterDown` stays silent and `ExporterAbsent` fires).",
     "",
 ]
+
+
+def semconv_notes() -> list[str]:
+    """What we decided where the semantic conventions leave room or say nothing."""
+    from otel_bare_metal.telemetry.resource import SCHEMA_URL
+
+    return [
+        "## Semantic conventions",
+        "",
+        f"Names and attributes follow the OpenTelemetry semantic conventions of `{SCHEMA_URL}`: the",
+        "resource and every meter carry that schema URL (through a Collector, `otel_scope_schema_url`).",
+        "Where the conventions leave a choice, or define nothing, this is what we decided and why.",
+        "The conventions' naming rules ask a project to put names they do not define in a namespace of",
+        "its own and not under an existing one (`system.*`): HDHomeRun figures are `hdhomerun.*` (a",
+        "product name that is no convention namespace) and the exporter's self-monitoring is",
+        "`otel_bare_metal.*`. The rows marked *deviation* keep a name under `system.*` anyway, for",
+        "the reason given; if a later version of the conventions defines one of these names",
+        "differently, we follow it and rename ours. `tests/test_semconv.py` checks that every name,",
+        "attribute and `cpu.mode` value we emit is either defined (and not deprecated) by the",
+        "conventions this package ships with or listed here.",
+        "",
+        "| name | in the conventions | decision | why |",
+        "|---|---|---|---|",
+        "| `cpu.mode` value `softirq` | no: the values are `user`, `system`, `nice`, `idle`, `iowait`,"
+        " `interrupt`, `steal` | keep `softirq` (the kernel's name); `irq` is `interrupt` | `cpu.mode` is"
+        " an open enum (other values are allowed). Folding software interrupts into `interrupt` would"
+        " lose a split `/proc/stat`, node_exporter (`mode=\"softirq\"`) and the Collector's hostmetrics"
+        " receiver all keep; a network-heavy host shows up there. |",
+        "| `cpu.logical_number` on `system.cpu.time`, `system.cpu.guest.time` | yes, *opt-in* (off by"
+        " default) | always on | The drop-in promise: node_exporter's `node_cpu_seconds_total{cpu}` is per"
+        " CPU, classic mode needs it, and one busy CPU (a single-threaded process, an IRQ pinned to"
+        " one core) is invisible in the host total. Cost: one series per CPU and mode (bounded: the"
+        " reader's cardinality limit is raised for 1024-CPU hosts). Sum it away with"
+        " `sum without (cpu_logical_number)` or in the Collector. |",
+        "| `system.cpu.guest.time` | no | *deviation*: kept under `system.cpu` | Time the CPU ran guests,"
+        " already counted inside `system.cpu.time`'s `user` and `nice`: a breakdown of that metric,"
+        " with exactly its attributes, read beside it (node_exporter's `node_cpu_guest_seconds_total`)."
+        " A project namespace would separate it from the metric it qualifies. |",
+        "| `system.filesystem.inodes.usage` | no (the conventions' filesystem metrics count bytes) |"
+        " *deviation*: the name the Collector's hostmetrics receiver uses | The same figure under the same"
+        " name as the most common other source, so a query or dashboard serves both; it follows the"
+        " conventions' `usage` rule (states that sum to the total). |",
+        "| `system.filesystem.error`, `system.filesystem.timeout` | no | *deviation*: kept under"
+        " `system.filesystem` | Per-mount status (statfs failed; statfs hung and the mount is skipped)"
+        " with exactly the attributes of `system.filesystem.usage`, so they join it one to one and an"
+        " alert names the mount the same way. No unit, no `_total`: gauges of 0 or 1. |",
+        "| `system.filesystem.mount.info` (attributes `system.filesystem.device.major`, `…minor`) | no |"
+        " never leaves the process under this name | A *classic only* row: registered only with"
+        " `--metrics.naming classic`, as node_exporter's `node_filesystem_mount_info{major,minor}`. |",
+        "| attribute `collector` on `otel_bare_metal.collector.*` | no | *deviation*: no namespace | The"
+        " label node_exporter's `node_scrape_collector_*` carries, so the same alert and panel read both"
+        " namings; its values are this exporter's collector names. |",
+        "| `deployment.environment` | deprecated | not used; `deployment.environment.name` | The current key;"
+        " the shipped Collector configs restore it (and `service.namespace`) from a scrape. |",
+        "",
+    ]
 
 
 def main(argv: list[str]) -> int:
