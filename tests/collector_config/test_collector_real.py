@@ -8,6 +8,7 @@ on free ports (collector_support.loopback, which is tested here too).
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -15,7 +16,7 @@ import yaml
 
 from collector_support import (CONFIG_DIR, K8S_POD_LABELS, go_peer, load, loopback, running_collector,
                                running_prometheus, wait_for, warnings_in)
-from helpers import FIXTURES, free_port, running_exporter, samples
+from helpers import FIXTURES, fetch, free_port, running_exporter, samples
 from otel_bare_metal.hdhr.simulator import Simulator
 from test_collector_config import KNOWN
 
@@ -90,19 +91,40 @@ def test_starts_with_a_clean_log(otelcol, sink, tmp_path, name):
 
 SINK = {
     "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
-    # a test reader: every resource attribute as a label, to see what arrived
-    "exporters": {"prometheus": {"endpoint": "127.0.0.1:0", "resource_constant_labels": {"included": ["*"]}}},
-    "service": {"pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["prometheus"]}}},
+    # a test reader: every resource attribute as a label, to see what arrived; and the OTLP
+    # itself, as JSON lines, to see resource attributes and schema URLs exactly
+    "exporters": {"prometheus": {"endpoint": "127.0.0.1:0", "resource_constant_labels": {"included": ["*"]}},
+                  "file": {"path": "sink.jsonl"}},
+    "service": {"pipelines": {"metrics": {"receivers": ["otlp"], "exporters": ["prometheus", "file"]}}},
 }
 
 
 @pytest.fixture(scope="module")
 def sink(otelcol, tmp_path_factory):
-    """A second real Collector that receives OTLP and serves it on its prometheus exporter."""
+    """A second real Collector that receives OTLP and serves it on its prometheus exporter (and
+    writes it to a file exporter's JSON lines)."""
+    tmp = tmp_path_factory.mktemp("sink")
     cfg, ports = loopback(SINK)
-    with running_collector(cfg, tmp_path_factory.mktemp("sink"), ports, name="sink") as collector:
+    cfg["exporters"]["file"]["path"] = str(tmp / "sink.jsonl")
+    with running_collector(cfg, tmp, ports, name="sink") as collector:
         collector.otlp = f"127.0.0.1:{ports['otlp/grpc']}"
+        collector.jsonl = tmp / "sink.jsonl"
         yield collector
+
+
+def otlp_resources(sink, **wanted: str) -> list[dict]:
+    """Every resourceMetrics the sink's file exporter wrote whose attributes include ``wanted``,
+    as {"attributes": {key: value}, "schemaUrl": …, "scopes": [scope schema URLs]}."""
+    out = []
+    if not sink.jsonl.exists():
+        return out
+    for line in sink.jsonl.read_text(encoding="utf-8").splitlines():
+        for rm in json.loads(line).get("resourceMetrics", []):
+            attrs = {a["key"]: next(iter(a["value"].values()), "") for a in rm.get("resource", {}).get("attributes", [])}
+            if all(attrs.get(k) == v for k, v in wanted.items()):
+                out.append({"attributes": attrs, "schemaUrl": rm.get("schemaUrl", ""),
+                            "scopes": [sm.get("schemaUrl", "") for sm in rm.get("scopeMetrics", [])]})
+    return out
 
 
 def series(text: str, name: str, **labels: str) -> dict[tuple, float]:
@@ -233,3 +255,85 @@ def test_remote_write_into_prometheus(tmp_path):
     (sample,) = result
     assert float(sample["value"][1]) == IDLE_CPU0
     assert sample["metric"]["job"] == "otel-bare-metal" and sample["metric"]["instance"] == "rw-host"
+
+
+# ----------------------------------------------------------------------------- a user's Collector
+
+TEXT_ONLY = ["PrometheusText0.0.4"]
+# the receiver's own series about each scrape, and the resource (on both sides)
+EXTRA = {"up", "target_info", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
+         "scrape_series_added"}
+
+
+@pytest.mark.parametrize("protocols", ["default", "text"])
+@pytest.mark.parametrize("mode", ["otel", "classic"])
+def test_a_users_collector_gets_the_names_of_the_page(sink, tmp_path, mode, protocols):
+    """pull.yaml as a user runs it: the receiver's default scrape protocols negotiate OpenMetrics
+    (our # UNIT lines included); pinned to the text format it reads none. Either way the
+    Collector's Prometheus exporter serves exactly the names the /metrics page has, in both naming
+    modes, HDHomeRun rates included (no ..._per_second_per_second)."""
+    host = f"names-{mode}-{protocols}"
+    with Simulator("127.0.0.1", 0, tuners=2, cablecard=True) as sim, \
+            running_exporter(*FIXTURE_ARGS, f"--metrics.naming={mode}", f"--hdhomerun.device={sim.address_text}",
+                             env={"OTEL_RESOURCE_ATTRIBUTES": f"host.name={host}"}) as base:
+        page = {k[0] for k in samples(fetch(base + "/metrics")[2].decode())}
+        cfg, ports = loopback(load("pull.yaml"), targets=[base.removeprefix("http://")], otlp_sink=sink.otlp, interval="1s")
+        if protocols == "text":
+            cfg["receivers"]["prometheus"]["config"]["global"]["scrape_protocols"] = TEXT_ONLY
+        else:
+            assert "scrape_protocols" not in cfg["receivers"]["prometheus"]["config"]["global"]
+        with running_collector(cfg, tmp_path, ports):
+            wanted = {"hdhomerun_up", "system_cpu_time_seconds_total" if mode == "otel" else "node_cpu_seconds_total"}
+            text = wait_for(lambda: (wanted <= {k[0] for k in series_of(sink.scrape(), host)}) and sink.scrape(),
+                            what="the pulled page at the sink")
+            text = sink.scrape()  # one more round: every family has arrived
+    arrived = {k[0] for k in series_of(text, host)}
+    assert arrived - EXTRA == page - EXTRA, (f"only through the Collector: {sorted(arrived - page - EXTRA)}; "
+                                             f"missing there: {sorted(page - arrived - EXTRA)}")
+    assert not [n for n in arrived if "per_second_per_second" in n]
+
+
+def series_of(text: str, host: str) -> dict:
+    return {k: v for k, v in samples(text).items() if dict(k[1]).get("instance") == host}
+
+
+def test_resource_attributes_survive_the_scrape_path(sink, tmp_path):
+    """Current semantic-convention keys set through OTEL_RESOURCE_ATTRIBUTES arrive under their
+    own keys after pull.yaml (the anchored cleanup no longer deletes them); a key nobody knows
+    arrives as the receiver gives it."""
+    env = {"OTEL_RESOURCE_ATTRIBUTES": "host.name=attr-host,service.namespace=edge,deployment.environment.name=prod,"
+                                       "team.name=infra"}
+    with running_exporter(*FIXTURE_ARGS, "--no-collector.hdhomerun", env=env) as base:
+        cfg, ports = loopback(load("pull.yaml"), targets=[base.removeprefix("http://")], otlp_sink=sink.otlp, interval="1s")
+        with running_collector(cfg, tmp_path, ports) as collector:
+            found = wait_for(lambda: otlp_resources(sink, **{"host.name": "attr-host"}), what="the pulled resource")
+    log = collector.log()
+    attrs = found[-1]["attributes"]
+    assert attrs["service.namespace"] == "edge" and attrs["deployment.environment.name"] == "prod"
+    assert attrs["team_name"] == "infra"
+    assert attrs["service.instance.id"] == "attr-host"
+    assert not {"service_namespace", "deployment_environment_name", "host_name", "telemetry_sdk_name"} & set(attrs)
+    assert not warnings_in(log), log
+
+
+def test_pushed_otlp_carries_the_schema_url_and_a_stable_instance_id(sink):
+    """Pushed straight to an OTLP receiver: resource and scope schema URLs are the semantic
+    conventions' (no otel_scope_schema_url=""), and service.instance.id is the UUID derived from
+    the host, the same after a restart."""
+    from otel_bare_metal.telemetry.resource import SCHEMA_URL, service_instance_id
+
+    ids = set()
+    for run in range(2):
+        env = {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+               "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{sink.otlp}", "OTEL_METRIC_EXPORT_INTERVAL": "500",
+               "OTEL_RESOURCE_ATTRIBUTES": "host.name=schema-host"}
+        with running_exporter(*FIXTURE_ARGS, "--no-collector.hdhomerun", env=env):
+            found = wait_for(lambda: len(otlp_resources(sink, **{"host.name": "schema-host"})) > run
+                             and otlp_resources(sink, **{"host.name": "schema-host"}), what="pushed OTLP at the sink")
+        ids |= {r["attributes"]["service.instance.id"] for r in found}
+    assert ids == {service_instance_id({"host.name": "schema-host"})}
+    for r in found:
+        assert r["schemaUrl"] == SCHEMA_URL and r["scopes"] and set(r["scopes"]) == {SCHEMA_URL}
+    labels, _ = one(sink.scrape(), "system_cpu_time_seconds_total", host_name="schema-host", cpu_logical_number="0",
+                    cpu_mode="idle")
+    assert labels.get("otel_scope_schema_url") == SCHEMA_URL
