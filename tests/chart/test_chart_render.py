@@ -325,7 +325,7 @@ def test_otlp_push_without_service(rendered_scenarios):
     assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
     assert env["OTEL_METRIC_EXPORT_INTERVAL"] == "30000"
     assert env["OTEL_SERVICE_NAME"] == "edge-host-metrics"
-    assert env["OTEL_RESOURCE_ATTRIBUTES"] == "k8s.namespace.name=monitoring,deployment.environment=production,k8s.cluster.name=edge-01"
+    assert env["OTEL_RESOURCE_ATTRIBUTES"] == "k8s.namespace.name=monitoring,deployment.environment.name=production,k8s.cluster.name=edge-01"
     assert env["OTEL_EXPORTER_OTLP_HEADERS"] == {"secretKeyRef": {"name": "otlp-credentials", "key": "headers"}}
     policy = rendered.one("NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
