@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, ExemplarReservoir, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.util.types import Attributes
 
 from otel_bare_metal.telemetry.resource import SCHEMA_URL
 
@@ -43,7 +45,8 @@ class _SemconvMeterProvider(MeterProvider):
     """Every meter it gives follows the semantic conventions of ``SCHEMA_URL`` unless told
     otherwise (the scope's schema URL; through a Collector ``otel_scope_schema_url``)."""
 
-    def get_meter(self, name, version=None, schema_url=None, attributes=None):  # noqa: ANN001, ANN201
+    def get_meter(self, name: str, version: str | None = None, schema_url: str | None = None,
+                  attributes: Attributes = None) -> Meter:
         return super().get_meter(name, version, schema_url or SCHEMA_URL, attributes)
 
 
