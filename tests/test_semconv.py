@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from otel_bare_metal.telemetry.definitions import CPU_MODES, METRICS
+from helpers import builtin_metrics
+from otel_bare_metal.collectors.cpu.metrics import CPU_MODES
 from otel_bare_metal.telemetry.resource import SCHEMA_URL
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 # Namespaces of our own (the naming rules: a project's names go in a namespace of its own).
 PROJECT_NAMESPACES = ("hdhomerun.", "otel_bare_metal.")
+METRICS = builtin_metrics()
 
 
 def _conventions() -> dict[str, str]:

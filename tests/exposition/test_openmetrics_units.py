@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 from otel_bare_metal.exposition.prometheus import PrometheusPage, openmetrics_unit
-from otel_bare_metal.telemetry.definitions import METRICS
+from helpers import builtin_metrics
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 # what the Collector's prometheus receiver does with a UNIT (pkg/translator/prometheus
@@ -85,7 +85,7 @@ def test_every_family_round_trips_through_a_unit_reading_scraper():
     name on the page (no ..._per_second_per_second)."""
     from otel_bare_metal._otel_compat import map_unit
 
-    for m in METRICS:
+    for m in builtin_metrics():
         family = m.prometheus_name.removesuffix("_total") if m.kind.value == "counter" else m.prometheus_name
         unit = openmetrics_unit(map_unit(m.unit))
         assert round_trip(family, unit) == family, (m.name, unit)

@@ -11,7 +11,7 @@ import pytest
 
 from helpers import fetch, running_exporter, samples
 from monitoring_support import MONITORING, VARIANTS, variable_query
-from otel_bare_metal.hdhomerun.simulator import Simulator
+from otel_bare_metal.hdhr.simulator import Simulator
 
 
 def selector(dashboard: dict, name: str) -> str:
