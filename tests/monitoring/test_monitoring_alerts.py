@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from monitoring_support import all_rules, promql_metric_names
+from monitoring_support import MONITORING, all_rules, promql_metric_names
 
 REQUIRED = {
     "filesystem nearly full": r"FilesystemNearlyFull",
