@@ -35,6 +35,8 @@ PAIRS: dict[str, tuple[str, Callable[[], Any]]] = {
     "collectors.filesystem.mountTimeout": ("--collector.filesystem.mount-timeout", _option("filesystem", "mount_timeout")),
     "hdhomerun.devices": ("--hdhomerun.device", lambda: list(DEFAULTS.options["hdhomerun"].devices)),
     "hdhomerun.discover": ("--hdhomerun.discover", _option("hdhomerun", "discover")),
+    "hdhomerun.discoverAddresses": ("--hdhomerun.discover-address",
+                                    lambda: list(DEFAULTS.options["hdhomerun"].discover_addresses)),
     "hdhomerun.timeout": ("--hdhomerun.timeout", _option("hdhomerun", "timeout")),
     "hdhomerun.allowTargets": ("--hdhomerun.allow-target", lambda: list(DEFAULTS.options["hdhomerun"].allow_targets)),
 }
