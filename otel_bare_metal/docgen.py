@@ -229,6 +229,9 @@ def semconv_notes() -> list[str]:
         "| attribute `collector` on `otel_bare_metal.collector.*` | no | *deviation*: no namespace | The"
         " label node_exporter's `node_scrape_collector_*` carries, so the same alert and panel read both"
         " namings; its values are this exporter's collector names. |",
+        "| attributes `version`, `revision` on `otel_bare_metal.build.info` | no | *deviation*: no namespace |"
+        " The labels every Prometheus `*_build_info` carries (`node_exporter_build_info{version,revision}`),"
+        " so fleet queries over build info read ours unchanged; the runtime is `process.runtime.*`. |",
         "| `deployment.environment` | deprecated | not used; `deployment.environment.name` | The current key;"
         " the shipped Collector configs restore it (and `service.namespace`) from a scrape. |",
         "",
