@@ -9,6 +9,7 @@ real `promtool check config`.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess

@@ -76,7 +76,7 @@ def test_rates_carry_no_unit_line_and_single_words_keep_theirs(path):
 
 def test_both_encoders_write_the_same_unit_lines():
     bodies = _page_bodies(OPENMETRICS)
-    heads = {path: [l for l in body.split(b"\n") if l.startswith(b"# ")] for path, body in bodies.items()}
+    heads = {path: [line for line in body.split(b"\n") if line.startswith(b"# ")] for path, body in bodies.items()}
     assert heads["fast"] == heads["stock"]
 
 
