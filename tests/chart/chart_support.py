@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+import helm_python as helm  # noqa: F401  (PyPI: helm-python-sdk; conftest and the tests import it from here)
+
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO / "helm" / "otel-bare-metal"
