@@ -15,7 +15,7 @@ BASE_ENV = {
     "OTEL_METRICS_EXPORTER": "prometheus,otlp",  # an endpoint alone never switches OTLP on
     "OTEL_METRIC_EXPORT_INTERVAL": "300",
     "OTEL_METRIC_EXPORT_TIMEOUT": "2000",
-    "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test,team=tv",
+    "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test,team=tv",
     # requests lets these override OTEL_EXPORTER_OTLP_CERTIFICATE; keep them out of the way
     "REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": "",
 }
@@ -77,7 +77,7 @@ def test_cpu_and_filesystem_arrive_with_resource_while_metrics_page_serves(proto
         assert metrics["system.cpu.logical.count"].points[0][1] == 3, "OTLP keeps the convention name"
         resource = cpu.resource
         assert resource["service.name"] == "otel-bare-metal"
-        assert resource["host.name"] and resource["deployment.environment"] == "test" and resource["team"] == "tv"
+        assert resource["host.name"] and resource["deployment.environment.name"] == "test" and resource["team"] == "tv"
         assert any(h.get("x-tenant") == "tv" for h in rx.headers)
 
 

@@ -37,7 +37,7 @@ RESOURCE = {
     "service.version": "0.0.0-test",
     "host.name": "node-a",
     "k8s.node.name": "node-a",
-    "deployment.environment": "test",
+    "deployment.environment.name": "test",
 }
 SCOPE = "otel_bare_metal.test"
 
