@@ -13,6 +13,7 @@ import threading
 
 import pytest
 
+from otel_bare_metal import limits
 from otel_bare_metal.server import webconfig
 from otel_bare_metal.server.http import Limits
 from otel_bare_metal.server.webconfig import WebConfigError, WebConfigWatcher, load_web_config
@@ -20,6 +21,10 @@ from otel_bare_metal.server.webconfig import WebConfigError, WebConfigWatcher, l
 from helpers import ROOT, fetch, free_port, log_text, stop_process, wait_for_http
 from test_http import get, serving
 from test_webconfig import basic, eventually, hash_pw, write_config
+
+# A request that sees the file change waits for the loader up to its auth wait budget
+# (limits.AUTH_WAIT_SECONDS), so a client here waits longer than that, not get()'s default 5 s.
+CLIENT_WAIT = limits.AUTH_WAIT_SECONDS + 5
 
 BROKEN = {
     "nul-in-cert-file": "tls_server_config:\n  cert_file: \"a\\0b.crt\"\n  key_file: k.key\n",
@@ -96,7 +101,7 @@ def test_a_slow_load_runs_on_its_own_thread_and_the_server_keeps_answering(tmp_p
                 assert get(server.port, "/healthz", timeout=5)[0] == 200
             watcher.reload()  # SIGHUP meanwhile: returns at once
             release.set()
-            assert eventually(lambda: get(server.port, headers={"Authorization": basic("b", "2")})[0] == 200)
+            assert eventually(lambda: get(server.port, headers={"Authorization": basic("b", "2")}, timeout=CLIENT_WAIT)[0] == 200)
             assert get(server.port, headers={"Authorization": basic("a", "1")})[0] == 401
     finally:
         release.set()
@@ -178,10 +183,10 @@ def test_a_broken_file_without_sighup_neither_resets_connections_nor_leaks_slots
             with serving(limits=Limits(max_connections=3), **hooks) as server:
                 write_config(path, BROKEN["nul-in-cert-file"])
                 for _ in range(10):
-                    assert get(server.port, headers=auth)[0] == 200
+                    assert get(server.port, headers=auth, timeout=CLIENT_WAIT)[0] == 200
                 assert eventually(lambda: server.open_connections == 0)
                 write_config(path, f"basic_auth_users:\n  b: {hash_pw('2')}\n")  # fixed
-                assert eventually(lambda: get(server.port, headers={"Authorization": basic("b", "2")})[0] == 200)
+                assert eventually(lambda: get(server.port, headers={"Authorization": basic("b", "2")}, timeout=CLIENT_WAIT)[0] == 200)
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 1 and "keeping the previous configuration" in errors[0].getMessage()
     finally:
