@@ -244,13 +244,17 @@ def parse_mountinfo(text: str) -> MountTable:
     return MountTable(mounts=mounts, errors=errors)
 
 
-def read_mountinfo(procfs: str) -> MountTable:
-    """Mounts as PID 1 sees them (the host's view when the exporter shares its PID namespace),
-    falling back to our own view when ``<procfs>/1/mountinfo`` cannot be read."""
+def read_mountinfo_text(procfs: str) -> str:
+    """The mount table as PID 1 sees it (the host's view when the exporter shares its PID
+    namespace), falling back to our own view when ``<procfs>/1/mountinfo`` cannot be read."""
     try:
-        text = read_file(os.path.join(procfs, "1", "mountinfo"))
+        return read_file(os.path.join(procfs, "1", "mountinfo"))
     except NotRegularFile:
         raise  # something was planted there: report it rather than quietly read another view
     except OSError:
-        text = read_file(os.path.join(procfs, "self", "mountinfo"))
-    return parse_mountinfo(text)
+        return read_file(os.path.join(procfs, "self", "mountinfo"))
+
+
+def read_mountinfo(procfs: str) -> MountTable:
+    """The mount table of :func:`read_mountinfo_text`, parsed."""
+    return parse_mountinfo(read_mountinfo_text(procfs))

@@ -14,13 +14,14 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from otel_bare_metal.logutil import RateLimitedLog
-from otel_bare_metal.procfs import Mount, MountTable, read_mountinfo
+from otel_bare_metal.procfs import Mount, MountTable, parse_mountinfo, read_mountinfo_text
 
 log = logging.getLogger(__name__)
 _log = RateLimitedLog(log)  # an NFS outage can hang thousands of mounts at once
@@ -169,19 +170,39 @@ class _Batch:
         self.running: dict[int, str] = {}  # worker thread id → the path it is inside statfs for
         self.pending = len(paths)
         self.lock = threading.Lock()
-        self.done = threading.Event()
+        self._done = threading.Lock()  # held until the last call returns (a Lock: cheaper than an Event)
+        self._done.acquire()
         if not paths:
-            self.done.set()
+            self._done.release()
+
+    def finished_one(self) -> None:
+        """Count one call returned (under ``lock``); the last one ends the batch."""
+        self.pending -= 1
+        if self.pending == 0:
+            self._done.release()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the batch to end; True when it has (one waiter only)."""
+        return self._done.acquire(timeout=max(0.0, timeout))
+
+
+#: How long a batch runs on one worker before the others join it.  statfs on a healthy mount
+#: takes microseconds, so one worker usually finishes a whole batch in less than a
+#: millisecond, and waking more threads would only cost CPU; a call that blocks (a hung
+#: mount) or a very long batch is helped after this delay.
+HELP_AFTER = 0.002
 
 
 class StatfsWatchdog:
     """Runs statfs calls on worker threads with one deadline for the whole batch.
 
-    A call still running at the deadline marks its path hung; later batches skip that path
-    (without calling statfs) until the stuck call finally returns.  Stuck calls keep their
-    worker thread; when too many workers are stuck the pool is replaced, so healthy mounts
-    always have workers.  Threads leaked that way are bounded by the number of hung mounts.
-    Each batch submits at most ``workers`` tasks, not one per mount.
+    A batch starts on one worker; if it is not done after :data:`HELP_AFTER`, up to
+    ``workers - 1`` more join it, so one stuck call holds one worker and the others finish
+    the rest.  A call still running at the deadline marks its path hung; later batches skip
+    that path (without calling statfs) until the stuck call finally returns.  Stuck calls
+    keep their worker thread; when too many workers are stuck the pool is replaced, so
+    healthy mounts always have workers.  Threads leaked that way are bounded by the number
+    of hung mounts.  Each batch submits at most ``workers`` tasks, not one per mount.
     """
 
     def __init__(self, statfs: Callable[[str], StatfsResult] = os_statfs, timeout: float = 5.0, workers: int = 4):
@@ -214,9 +235,13 @@ class StatfsWatchdog:
                 else:
                     todo.append(path)
         batch = _Batch(todo)
-        for _ in range(min(self._workers, len(todo))):
+        if todo:
+            deadline = time.monotonic() + self.timeout
             pool.submit(self._drain, batch)
-        batch.done.wait(self.timeout)
+            if not batch.wait(min(HELP_AFTER, self.timeout)):
+                for _ in range(min(self._workers, len(todo)) - 1):
+                    pool.submit(self._drain, batch)
+                batch.wait(deadline - time.monotonic())
         with batch.lock:  # held while marking, so a call returning now is seen as an answer
             results.update(batch.results)
             for path in batch.todo:  # never started: the workers were stuck elsewhere
@@ -242,9 +267,7 @@ class StatfsWatchdog:
             with batch.lock:
                 del batch.running[me]
                 batch.results[path] = result
-                batch.pending -= 1
-                if batch.pending == 0:
-                    batch.done.set()
+                batch.finished_one()
                 self._answered(path)
 
     def _mark_hung(self, path: str) -> None:
@@ -287,7 +310,9 @@ class FilesystemSource:
         self.rootfs = rootfs
         self.filter = mount_filter or MountFilter()
         self.watchdog = watchdog or StatfsWatchdog()
-        self._read_mounts = read_mounts or read_mountinfo
+        self._read_mounts = read_mounts
+        self._text: str | None = None  # the mount table's text when it was last parsed
+        self._selected: tuple[list[Mount], list[str], list[str]] = ([], [], [])
 
     @property
     def timeout(self) -> float:
@@ -298,12 +323,30 @@ class FilesystemSource:
         return os.path.join(self.rootfs, mountpoint.lstrip("/")) if self.rootfs != "/" else mountpoint
 
     def read(self) -> FilesystemStat:
-        table = self._read_mounts(self.procfs)
-        mounts = select_mounts(table.mounts, self.filter.keep, self.rootfs)
-        paths = [self.statfs_path(m.mountpoint) for m in mounts]
+        mounts, paths, errors = self._mounts()
         results = self.watchdog.stat_many(paths)
         usages = [usage(mount, results[path]) for mount, path in zip(mounts, paths)]
-        return FilesystemStat(filesystems=usages, errors=list(table.errors))
+        return FilesystemStat(filesystems=usages, errors=list(errors))
+
+    def _mounts(self) -> tuple[list[Mount], list[str], list[str]]:
+        """The selected mounts, their statfs paths and the mount table's errors.
+
+        The mount table is read on every call, but parsed and filtered again only when its
+        text changed since the last call: it changes when something is mounted or unmounted,
+        and it is read on every scrape.  (Reads of one source never overlap: the collection
+        runs at most one at a time.)
+        """
+        if self._read_mounts is not None:
+            return self._select(self._read_mounts(self.procfs))
+        text = read_mountinfo_text(self.procfs)
+        if text != self._text:
+            self._selected = self._select(parse_mountinfo(text))
+            self._text = text
+        return self._selected
+
+    def _select(self, table: MountTable) -> tuple[list[Mount], list[str], list[str]]:
+        mounts = select_mounts(table.mounts, self.filter.keep, self.rootfs)
+        return mounts, [self.statfs_path(m.mountpoint) for m in mounts], table.errors
 
     def close(self) -> None:
         self.watchdog.close()

@@ -167,6 +167,43 @@ def test_many_hung_mounts_do_not_starve_healthy_ones():
         src.close()
 
 
+def test_a_hung_mount_first_in_the_batch_does_not_hold_the_others_back():
+    """A batch starts on one worker; when its first call blocks, the other workers join and
+    answer the rest on the very first scrape."""
+    release = threading.Event()
+    lines = ["1 0 0:40 / /nfs rw - nfs srv:/x rw"] + [f"{i + 2} 1 8:{i + 1} / /d{i} rw - ext4 /dev/sd{i} rw" for i in range(5)]
+    figures = {"/nfs": release} | {f"/d{i}": StatfsResult(1, 10, 5, 5, 1, 1) for i in range(5)}
+    src = source_for("\n".join(lines) + "\n", figures, timeout=0.5)
+    try:
+        result = {f.mount.mountpoint: f for f in src.read().filesystems}
+        assert result["/nfs"].hung
+        assert [result[f"/d{i}"].error for i in range(5)] == [None] * 5
+    finally:
+        release.set()
+        src.close()
+
+
+def test_the_mount_table_is_parsed_again_when_it_changes(tmp_path):
+    """The default reader caches the parsed table by its text: a mount or an unmount shows at once."""
+    mountinfo = tmp_path / "proc" / "1" / "mountinfo"
+    mountinfo.parent.mkdir(parents=True)
+    figures = {"/": StatfsResult(1, 10, 5, 5, 1, 1), "/data": StatfsResult(1, 20, 5, 5, 1, 1)}
+    src = FilesystemSource(procfs=str(tmp_path / "proc"), watchdog=StatfsWatchdog(statfs=fake_statfs(figures), timeout=1))
+    root, data = "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n", "2 1 8:2 / /data ro - xfs /dev/sdb1 rw\n"
+    try:
+        mountinfo.write_text(root)
+        assert [f.mount.mountpoint for f in src.read().filesystems] == ["/"]
+        mountinfo.write_text(root + data)
+        [_, mounted] = src.read().filesystems
+        assert (mounted.mount.mountpoint, mounted.mount.fstype, mounted.mount.readonly, mounted.size) == ("/data", "xfs", True, 20)
+        mountinfo.write_text(root + "oops\n")
+        stat = src.read()
+        assert [f.mount.mountpoint for f in stat.filesystems] == ["/"] and len(stat.errors) == 1
+        assert src.read().errors == stat.errors, "an unchanged table keeps reporting its bad line"
+    finally:
+        src.close()
+
+
 def test_watchdog_rejects_non_positive_timeout():
     with pytest.raises(ValueError):
         StatfsWatchdog(timeout=0)
