@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from otel_bare_metal import __version__
+from otel_bare_metal.procfs import read_file
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,14 @@ def _max_fds() -> float | None:
 
 class ProcfsProcessSource:
     """Linux: ``<procfs>/self/stat`` (fields 14, 15, 22, 23, 24 of proc(5)), ``<procfs>/self/fd``,
-    and the boot time from ``<procfs>/stat``, read once (the start time never changes)."""
+    and the boot time from ``<procfs>/stat``, read once (the start time never changes).
+
+    ``nonblocking``: these are kernel pseudo-files, generated in memory, so a collection may
+    read them on its own thread (``telemetry.collection``); they are opened as the CPU source
+    opens ``stat`` (``procfs.read_file``: non-blocking, regular files only), so a FIFO planted
+    in a ``--path.procfs`` tree is refused rather than waited on."""
+
+    nonblocking = True
 
     def __init__(self, procfs: str = "/proc", clock: Callable[[], float] = time.time):
         self.procfs = procfs
@@ -80,18 +88,16 @@ class ProcfsProcessSource:
         self._start_time = self._boot_time() + self._stat()[19] / self._ticks
 
     def _boot_time(self) -> float:
-        with open(os.path.join(self.procfs, "stat"), "rb") as f:
-            for line in f:
-                if line.startswith(b"btime "):
-                    return float(line.split()[1])
+        for line in read_file(os.path.join(self.procfs, "stat")).splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
         raise ValueError(f"{self.procfs}/stat has no btime line")
 
     def _stat(self) -> list[int]:
         """The fields of ``self/stat`` after the command name, as integers from field 3 on
         (the name is in parentheses and may itself hold spaces and parentheses)."""
-        with open(os.path.join(self.procfs, "self", "stat"), "rb") as f:
-            text = f.read()
-        rest = text[text.rindex(b")") + 2:].split()
+        text = read_file(os.path.join(self.procfs, "self", "stat"))
+        rest = text[text.rindex(")") + 2:].split()
         return [0] + [int(v) for v in rest[1:]]  # field 3 (the state letter) is not a number
 
     def read(self) -> ProcessStat:

@@ -5,6 +5,7 @@ OTLP, and --web.disable-exporter-metrics."""
 from __future__ import annotations
 
 import os
+import threading
 
 import psutil
 import pytest
@@ -13,6 +14,7 @@ from opentelemetry.sdk.resources import Resource
 
 from helpers import FIXTURES, fetch, promtool_check_metrics, running_exporter, samples
 from otel_bare_metal.process import METRICS, SPEC
+from otel_bare_metal.procfs import NotRegularFile
 from otel_bare_metal.process.source import ProcfsProcessSource, PsutilProcessSource
 from otel_bare_metal.registry import Paths
 from otel_bare_metal.telemetry import SourceWorker, instrument
@@ -44,6 +46,29 @@ def test_the_procfs_source_reads_proc5_fields(tmp_path):
     assert (stat.resident_bytes, stat.virtual_bytes, stat.open_fds) == (1000 * PAGE, 123456789, 7)
     assert stat.start_time == 1700000250.0 and stat.uptime == 50.0
     assert stat.build.version and stat.build.runtime_name == "cpython"
+
+
+def test_a_fifo_planted_in_the_procfs_tree_is_refused_not_waited_on(tmp_path):
+    """The source is read on the collecting thread (``nonblocking``), so it must never wait
+    on what it opens: a FIFO with no writer is refused at once."""
+    proc = fake_procfs(tmp_path)
+    source = ProcfsProcessSource(str(proc))
+    (proc / "self" / "stat").unlink()
+    os.mkfifo(proc / "self" / "stat")
+    outcome = []
+
+    def read():
+        try:
+            source.read()
+        except OSError as e:
+            outcome.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "reading a FIFO must not block"
+    assert isinstance(outcome[0], NotRegularFile)
+    assert ProcfsProcessSource.nonblocking
 
 
 def test_the_procfs_source_agrees_with_psutil_on_this_process():
