@@ -155,8 +155,26 @@ def _quote(line: str) -> str:
     return repr(line) if len(line) <= _QUOTE_CHARS else repr(line[:_QUOTE_CHARS]) + f"... ({len(line)} characters)"
 
 
+# A well-formed ``cpuN`` line, checked in one match: ASCII digits only, within the limits below,
+# at least 4 columns.  A line it refuses takes the slow path, which names what is wrong.
+_CPU_LINE = re.compile(r"cpu([0-9]{1,10})((?:[ \t]+[0-9]{1,20}){4,})[ \t]*")
+_MODE_COLUMNS = CPU_COLUMNS[:8]
+
+
 def parse_cpu_line(line: str, user_hz: float) -> CPUTimes:
     """Parse one ``cpuN v1 v2 …`` line; raise ParseError naming the line."""
+    match = _CPU_LINE.fullmatch(line)
+    if match is not None:
+        seconds = [int(v) / user_hz for v in match.group(2).split()[: len(CPU_COLUMNS)]]
+        return CPUTimes(cpu=int(match.group(1)), modes=dict(zip(_MODE_COLUMNS, seconds)),
+                        guest=seconds[8] if len(seconds) > 8 else None,
+                        guest_nice=seconds[9] if len(seconds) > 9 else None)
+    return _parse_cpu_line_slowly(line, user_hz)
+
+
+def _parse_cpu_line_slowly(line: str, user_hz: float) -> CPUTimes:
+    """:func:`parse_cpu_line` for a line the fast match refused: the same result where the line
+    is acceptable after all (other whitespace), else the ParseError that names its fault."""
     fields = line.split()
     label = fields[0]
     number = label[3:]

@@ -92,6 +92,22 @@ def test_malformed_line_is_reported_by_name_and_others_survive(bad):
         parse_cpu_line(bad, 100)
 
 
+@pytest.mark.parametrize("line", [
+    "cpu0 1 2 3 4",
+    "cpu7 10 20 30 40 50 60 70 80 90 100",
+    "cpu12 10 20 30 40 50 60 70 80 90 100 110 120",  # columns a future kernel adds
+    "cpu3\t1\t2  3 4 5 ",  # tabs, runs of blanks, a trailing blank
+    "cpu0012 00 1 2 3 4 5 6 7 8",  # leading zeros
+    "cpu1 1 2 3 4 5 6 7 8 9 10 " + "1" * 25,  # an over-long column past the tenth is ignored
+    "cpu1 1 2 3 4\x0b5",  # whitespace the fast match leaves to the slow path
+    "cpu1 " + "9" * 20 + " 1 1 1",  # the largest tick count accepted
+])
+def test_the_fast_and_the_careful_cpu_line_parsers_agree(line):
+    from otel_bare_metal.procfs import _parse_cpu_line_slowly
+
+    assert parse_cpu_line(line, 100) == _parse_cpu_line_slowly(line, 100)
+
+
 def test_duplicate_cpu_line_is_an_error():
     stat = parse_stat("cpu0 1 1 1 1\ncpu0 2 2 2 2\n", 100)
     assert len(stat.cpus) == 1 and stat.cpus[0].modes["user"] == 0.01

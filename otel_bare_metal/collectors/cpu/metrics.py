@@ -1,7 +1,7 @@
 """The cpu collector's metrics: its rows (name, kind, unit, attributes, classic names) and the
 observers that map ``procfs.CPUStat`` records to them.
 
-Attribute dicts are built once per (CPU, mode) and reused on every collection.
+Attribute dicts are built once per CPU (one per mode) and reused on every collection.
 """
 
 from __future__ import annotations
@@ -57,13 +57,14 @@ METRICS: tuple[Metric, ...] = (TIME, GUEST_TIME, LOGICAL_COUNT)
 class CPUObservers:
     def __init__(self, worker: SourceWorker):
         self._worker = worker
-        self._attrs: dict[tuple[int, str], dict[str, int | str]] = {}
+        # per CPU: kernel column (and "guest"/"guest_nice") → its attribute dict, built once
+        self._attrs: dict[int, dict[str, dict[str, int | str]]] = {}
 
-    def _a(self, cpu: int, mode: str) -> dict[str, int | str]:
-        key = (cpu, mode)
-        attrs = self._attrs.get(key)
+    def _of(self, cpu: int) -> dict[str, dict[str, int | str]]:
+        attrs = self._attrs.get(cpu)
         if attrs is None:
-            attrs = self._attrs[key] = {"cpu.logical_number": cpu, "cpu.mode": mode}
+            attrs = self._attrs[cpu] = {column: {"cpu.logical_number": cpu, "cpu.mode": mode} for column, mode in CPU_MODES.items()}
+            attrs["guest"], attrs["guest_nice"] = attrs["user"], attrs["nice"]
         return attrs
 
     def _stat(self) -> CPUStat | None:
@@ -73,12 +74,12 @@ class CPUObservers:
         stat = self._stat()
         if stat is None:
             return []
-        a = self._a
-        return [
-            Observation(seconds, a(c.cpu, CPU_MODES[column]))
-            for c in stat.cpus
-            for column, seconds in c.modes.items()
-        ]
+        of = self._of
+        out = []
+        for c in stat.cpus:
+            attrs = of(c.cpu)
+            out.extend([Observation(seconds, attrs[column]) for column, seconds in c.modes.items()])
+        return out
 
     def guest_time(self) -> Iterable[Observation]:
         stat = self._stat()
@@ -87,9 +88,9 @@ class CPUObservers:
         out = []
         for c in stat.cpus:
             if c.guest is not None:
-                out.append(Observation(c.guest, self._a(c.cpu, "user")))
+                out.append(Observation(c.guest, self._of(c.cpu)["guest"]))
             if c.guest_nice is not None:
-                out.append(Observation(c.guest_nice, self._a(c.cpu, "nice")))
+                out.append(Observation(c.guest_nice, self._of(c.cpu)["guest_nice"]))
         return out
 
     def logical_count(self) -> Iterable[Observation]:

@@ -37,27 +37,25 @@ class CounterHold:
         return replace(stat, cpus=cpus)
 
     def _hold(self, times: CPUTimes, seen: dict[int, dict[str, float]]) -> CPUTimes:
-        before = self._seen.get(times.cpu, {})
-        now = seen[times.cpu] = {}
-        modes = {}
-        for mode, value in times.modes.items():
-            modes[mode] = now[mode] = self._max(times.cpu, mode, before.get(mode), value)
-        guest, guest_nice = times.guest, times.guest_nice
-        if guest is not None:
-            guest = now["guest"] = self._max(times.cpu, "guest", before.get("guest"), guest)
-        if guest_nice is not None:
-            guest_nice = now["guest_nice"] = self._max(times.cpu, "guest_nice", before.get("guest_nice"), guest_nice)
-        if modes == times.modes and guest == times.guest and guest_nice == times.guest_nice:
+        now = dict(times.modes)
+        if times.guest is not None:
+            now["guest"] = times.guest
+        if times.guest_nice is not None:
+            now["guest_nice"] = times.guest_nice
+        seen[times.cpu] = now
+        before = self._seen.get(times.cpu)
+        if before is None:
             return times
-        return CPUTimes(times.cpu, modes, guest, guest_nice)
-
-    @staticmethod
-    def _max(cpu: int, mode: str, old: float | None, new: float) -> float:
-        if old is None or new >= old:
-            return new
-        log.debug("CPU counter jumped backwards; keeping the larger value",
-                  extra={"cpu": cpu, "mode": mode, "from": old, "to": new})
-        return old
+        dips = [mode for mode, value in now.items() if value < before.get(mode, value)]
+        if not dips:  # the common case: every counter went up or stayed
+            return times
+        for mode in dips:
+            log.debug("CPU counter jumped backwards; keeping the larger value",
+                      extra={"cpu": times.cpu, "mode": mode, "from": before[mode], "to": now[mode]})
+            now[mode] = before[mode]
+        return CPUTimes(times.cpu, {mode: now[mode] for mode in times.modes},
+                        None if times.guest is None else now["guest"],
+                        None if times.guest_nice is None else now["guest_nice"])
 
 
 class HeldCPUSource:

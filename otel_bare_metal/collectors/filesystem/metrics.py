@@ -1,7 +1,7 @@
 """The filesystem collector's metrics: its rows (name, kind, unit, attributes, classic names)
 and the observers that map ``FilesystemStat`` records to them.
 
-Attribute dicts are built once per mount (and state) and reused on every collection.
+Attribute dicts are built once per mount (one per state) and reused on every collection.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from opentelemetry.metrics import Observation
 
 from otel_bare_metal import limits
 from otel_bare_metal.collectors.filesystem.source import FilesystemStat, FilesystemUsage
+from otel_bare_metal.procfs import Mount
 from otel_bare_metal.telemetry.collection import SourceWorker, Observer
 from otel_bare_metal.telemetry.definitions import Classic, Kind, Metric
 
@@ -89,26 +90,43 @@ def printable(text: str) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+class _MountAttributes:
+    """The attribute dicts of one mount's series: per state, without a state, and mount_info's."""
+
+    __slots__ = ("mount", "plain", "used", "free", "reserved", "info")
+
+    def __init__(self, mount: Mount):
+        self.mount = mount  # kept, so the id this entry is cached under stays unique
+        self.plain: dict[str, str | int] = {
+            "system.device": printable(mount.device),
+            "system.filesystem.mountpoint": printable(mount.mountpoint),
+            "system.filesystem.type": printable(mount.fstype),
+            "system.filesystem.mode": "ro" if mount.readonly else "rw",
+        }
+        self.used, self.free, self.reserved = ({**self.plain, STATE: state} for state in ("used", "free", "reserved"))
+        self.info: dict[str, str | int] | None = None
+        if mount.major is not None and mount.minor is not None:
+            self.info = {
+                "system.device": self.plain["system.device"],
+                "system.filesystem.mountpoint": self.plain["system.filesystem.mountpoint"],
+                "system.filesystem.device.major": mount.major,
+                "system.filesystem.device.minor": mount.minor,
+            }
+
+
 class FilesystemObservers:
     def __init__(self, worker: SourceWorker):
         self._worker = worker
-        # mounts come and go: the cache is bounded
-        self._attrs: limits.BoundedCache[tuple, dict[str, str | int]] = limits.BoundedCache(limits.ATTRIBUTE_SETS, lru=False)
+        # Keyed by the Mount record's identity: the source hands out the same records for as
+        # long as the mount table does not change.  Mounts come and go: the cache is bounded.
+        self._attrs: limits.BoundedCache[int, _MountAttributes] = limits.BoundedCache(limits.ATTRIBUTE_SETS, lru=False)
 
-    def _a(self, fs: FilesystemUsage, state: str | None = None) -> dict[str, str | int]:
+    def _a(self, fs: FilesystemUsage) -> _MountAttributes:
         m = fs.mount
-        key = (m.device, m.mountpoint, m.fstype, m.readonly, state)
-        attrs = self._attrs.get(key)
-        if attrs is None:
-            attrs = {
-                "system.device": printable(m.device),
-                "system.filesystem.mountpoint": printable(m.mountpoint),
-                "system.filesystem.type": printable(m.fstype),
-                "system.filesystem.mode": "ro" if m.readonly else "rw",
-            }
-            if state is not None:
-                attrs[STATE] = state
-            self._attrs.put(key, attrs)
+        attrs = self._attrs.get(id(m))
+        if attrs is None or attrs.mount is not m:
+            attrs = _MountAttributes(m)
+            self._attrs.put(id(m), attrs)
         return attrs
 
     def _ok(self) -> list[FilesystemUsage]:
@@ -120,57 +138,45 @@ class FilesystemObservers:
         return [] if stat is None else stat.filesystems
 
     def usage(self) -> Iterable[Observation]:
-        out = []
+        out: list[Observation] = []
         for fs in self._ok():
-            out.append(Observation(fs.size - fs.free, self._a(fs, "used")))
-            out.append(Observation(fs.avail, self._a(fs, "free")))
-            out.append(Observation(fs.free - fs.avail, self._a(fs, "reserved")))
+            a = self._a(fs)
+            out += (Observation(fs.size - fs.free, a.used), Observation(fs.avail, a.free), Observation(fs.free - fs.avail, a.reserved))
         return out
 
     def limit(self) -> Iterable[Observation]:
-        return [Observation(fs.size, self._a(fs)) for fs in self._ok()]
+        return [Observation(fs.size, self._a(fs).plain) for fs in self._ok()]
 
     def utilization(self) -> Iterable[Observation]:
         out = []
         for fs in self._ok():
             used = fs.size - fs.free
             usable = used + fs.avail
-            out.append(Observation(used / usable if usable > 0 else 0.0, self._a(fs)))
+            out.append(Observation(used / usable if usable > 0 else 0.0, self._a(fs).plain))
         return out
 
     def inodes(self) -> Iterable[Observation]:
-        out = []
+        out: list[Observation] = []
         for fs in self._ok():
             if fs.files is None or fs.files_free is None:  # the platform has no inode counts
                 continue
-            out.append(Observation(fs.files - fs.files_free, self._a(fs, "used")))
-            out.append(Observation(fs.files_free, self._a(fs, "free")))
+            a = self._a(fs)
+            out += (Observation(fs.files - fs.files_free, a.used), Observation(fs.files_free, a.free))
         return out
 
     def error(self) -> Iterable[Observation]:
-        return [Observation(0 if fs.error is None else 1, self._a(fs)) for fs in self._all()]
+        return [Observation(0 if fs.error is None else 1, self._a(fs).plain) for fs in self._all()]
 
     def timeout(self) -> Iterable[Observation]:
-        return [Observation(1 if fs.hung else 0, self._a(fs)) for fs in self._all()]
+        return [Observation(1 if fs.hung else 0, self._a(fs).plain) for fs in self._all()]
 
     def mount_info(self) -> Iterable[Observation]:
         """node_exporter's mount_info: 1 per mount whose statfs answered and that has device numbers."""
         out = []
         for fs in self._ok():
-            m = fs.mount
-            if m.major is None or m.minor is None:
-                continue
-            key = ("info", m.device, m.mountpoint, m.major, m.minor)
-            attrs = self._attrs.get(key)
-            if attrs is None:
-                attrs = {
-                    "system.device": printable(m.device),
-                    "system.filesystem.mountpoint": printable(m.mountpoint),
-                    "system.filesystem.device.major": m.major,
-                    "system.filesystem.device.minor": m.minor,
-                }
-                self._attrs.put(key, attrs)
-            out.append(Observation(1, attrs))
+            info = self._a(fs).info
+            if info is not None:
+                out.append(Observation(1, info))
         return out
 
     def observers(self) -> dict[Metric, Observer]:

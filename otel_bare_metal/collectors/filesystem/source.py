@@ -254,21 +254,22 @@ class StatfsWatchdog:
 
     def _drain(self, batch: _Batch) -> None:
         me = threading.get_ident()
+        answered: tuple[str, StatfsResult | BaseException] | None = None
         while True:
-            with batch.lock:
+            with batch.lock:  # one hold per call: record the last answer, take the next path
+                if answered is not None:
+                    del batch.running[me]
+                    batch.results[answered[0]] = answered[1]
+                    batch.finished_one()
+                    self._answered(answered[0])
                 if not batch.todo:
                     return
                 path = batch.todo.popleft()
                 batch.running[me] = path
             try:
-                result: StatfsResult | BaseException = self._statfs(path)
+                answered = (path, self._statfs(path))
             except Exception as e:  # the error is the result for that mount
-                result = e
-            with batch.lock:
-                del batch.running[me]
-                batch.results[path] = result
-                batch.finished_one()
-                self._answered(path)
+                answered = (path, e)
 
     def _mark_hung(self, path: str) -> None:
         _log(logging.WARNING, ("hung", path), "statfs did not answer within the timeout; skipping the mount until it answers",
