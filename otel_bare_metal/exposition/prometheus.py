@@ -66,7 +66,8 @@ class _RenamingReader(HookedPrometheusReader):
 
     The OTLP path keeps the instrument names; only this reader sees the new ones.  With
     ``capture`` set, a collection is kept for ``TextEncoder`` instead of being queued for the
-    prometheus_client registry.
+    prometheus_client registry, as the SDK made it: the encoder applies the same ``renames``
+    itself, once per metric name, rather than copying the collection to rename it.
     """
 
     def __init__(self, renames: dict[str, str], **kwargs):
@@ -76,11 +77,11 @@ class _RenamingReader(HookedPrometheusReader):
         self.captured: MetricsData | None = None
 
     def on_collect(self, metrics_data: MetricsData | None) -> MetricsData | None:
-        if metrics_data is not None and self.renames:
-            metrics_data = _rename(metrics_data, self.renames)
         if self.capture:
             self.captured = metrics_data
             return None
+        if metrics_data is not None and self.renames:
+            metrics_data = _rename(metrics_data, self.renames)
         return metrics_data
 
 
@@ -109,8 +110,9 @@ class TextEncoder:
 
     MAX_CACHED = limits.SERIES_PREFIXES
 
-    def __init__(self, target_info: bool = True):
+    def __init__(self, target_info: bool = True, renames: dict[str, str] | None = None):
         self._target_info = target_info
+        self._renames = renames if renames is not None else {}  # instrument name → the name to show (read live)
         self._target_labels: str | None = None
         self._headers: dict[tuple, tuple[str, str, str]] = {}
         self._series: limits.BoundedCache[int, tuple[object, tuple[str, ...], str]] = limits.BoundedCache(
@@ -139,11 +141,12 @@ class TextEncoder:
         return "".join(out).encode("utf-8")
 
     def _header(self, metric, counter: bool) -> tuple[str, str, str]:
-        key = (metric.name, metric.description, metric.unit, counter)
+        name = self._renames.get(metric.name, metric.name)
+        key = (name, metric.description, metric.unit, counter)
         header = self._headers.get(key)
         if header is None:
             # the order prometheus_client's CounterMetricFamily / Metric apply them
-            family = sanitize_full_name(metric.name)
+            family = sanitize_full_name(name)
             if counter and family.endswith("_total"):
                 family = family[: -len("_total")]
             unit = map_unit(metric.unit or "")
@@ -297,10 +300,11 @@ class PrometheusPage:
     """
 
     def __init__(self, scope_labels: bool = False, target_info: bool = True, metrics: Iterable[Metric] = ()):
-        self._fast = None if scope_labels else TextEncoder(target_info)
+        renames = prometheus_renames(metrics)  # one dict: the reader and the encoder see the same updates
+        self._fast = None if scope_labels else TextEncoder(target_info, renames)
         self.client_registry = CollectorRegistry(auto_describe=False)  # prometheus_client's, for the stock encoders
         self.reader = _RenamingReader(
-            prometheus_renames(metrics),
+            renames,
             disable_target_info=not target_info,
             scope_info_enabled=scope_labels,
             registry=self.client_registry,

@@ -6,7 +6,9 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_bare_metal.address import parse_listen_address
-from otel_bare_metal.exposition.prometheus import PrometheusPage
+from otel_bare_metal.collectors.cpu.metrics import METRICS as CPU_METRICS
+from otel_bare_metal.collectors.filesystem.metrics import METRICS as FS_METRICS
+from otel_bare_metal.exposition.prometheus import PrometheusPage, prometheus_renames
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.metrics import Observation
 
@@ -78,6 +80,7 @@ def _pages_on(collectors_factory, naming="otel", accept="text/plain"):
             page._fast = None
         provider = MeterProvider(resource=build_resource({"OTEL_RESOURCE_ATTRIBUTES": "a.b=1,quote=\"x\""}), metric_readers=[page.reader])
         instrument(provider.get_meter("t"), collectors_factory(), naming=naming)
+        page.reader.renames.update(prometheus_renames(CPU_METRICS + FS_METRICS))  # as the app does: `_ratio`, overrides
         bodies = [page.render(accept)[0] for _ in range(2)]  # the second render uses the caches
         provider.shutdown()
         out.append(bodies)
@@ -108,6 +111,8 @@ def test_fast_text_encoder_is_byte_identical_to_the_stock_path(naming, accept):
     assert strip(fast1) == strip(stock1)
     assert strip(fast2) == strip(stock2)
     assert b"system_cpu_time_seconds_total" in fast1 or b"node_cpu_seconds_total" in fast1
+    if naming == "otel":
+        assert b"system_filesystem_utilization_ratio{" in fast1, "the renames apply on the fast path too"
 
 
 @pytest.mark.parametrize("accept", ["text/plain", OPENMETRICS])
