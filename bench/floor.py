@@ -37,9 +37,42 @@ from common import ROOT  # noqa: E402
 sys.path.insert(0, str(ROOT))
 
 
-def _providers(procfs: str, rootfs: str):
+def sdk_floor(data, resource=None):
+    """A bare MeterProvider (our provider factory: no exemplars) whose instruments return
+    ``data``'s points, precomputed: (its reader, the provider, the shape: instruments, points,
+    distinct attribute sets).  Collecting from the reader is the SDK's own work for those points."""
     from opentelemetry.metrics import Observation
     from opentelemetry.sdk.metrics.export import Gauge, InMemoryMetricReader, Sum
+    from opentelemetry.sdk.resources import Resource
+
+    from otel_bare_metal.exposition.prometheus import CARDINALITY_LIMITS
+    from otel_bare_metal.telemetry.provider import meter_provider
+
+    floor = InMemoryMetricReader(cardinality_limits=CARDINALITY_LIMITS)
+    floor_provider = meter_provider(resource or Resource.create({"service.name": "bench"}), [floor])
+    meter = floor_provider.get_meter("floor")
+    shape: dict = {"instruments": 0, "points": 0, "attribute_sets": set()}
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                observations = [Observation(p.value, dict(p.attributes)) for p in m.data.data_points]
+                shape["instruments"] += 1
+                shape["points"] += len(observations)
+                shape["attribute_sets"].update(frozenset(p.attributes.items()) for p in m.data.data_points)
+                if isinstance(m.data, Sum):
+                    create = meter.create_observable_counter if m.data.is_monotonic else meter.create_observable_up_down_counter
+                elif isinstance(m.data, Gauge):
+                    create = meter.create_observable_gauge
+                else:
+                    raise TypeError(f"{m.name}: {type(m.data).__name__}")
+                create(m.name, callbacks=[lambda options, obs=observations: obs], unit=m.unit, description=m.description)
+    floor.get_metrics_data()
+    shape["attribute_sets"] = len(shape["attribute_sets"])
+    return floor, floor_provider, shape
+
+
+def _providers(procfs: str, rootfs: str):
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.resources import Resource
 
     from otel_bare_metal.app import build_collectors
@@ -57,26 +90,7 @@ def _providers(procfs: str, rootfs: str):
     ours.get_metrics_data()  # warm: attribute caches, the statfs workers
     data = ours.get_metrics_data()
 
-    floor = InMemoryMetricReader(cardinality_limits=CARDINALITY_LIMITS)
-    floor_provider = meter_provider(resource, [floor])
-    meter = floor_provider.get_meter("floor")
-    shape = {"instruments": 0, "points": 0, "attribute_sets": set()}
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                observations = [Observation(p.value, dict(p.attributes)) for p in m.data.data_points]
-                shape["instruments"] += 1
-                shape["points"] += len(observations)
-                shape["attribute_sets"].update(frozenset(p.attributes.items()) for p in m.data.data_points)
-                if isinstance(m.data, Sum):
-                    create = meter.create_observable_counter if m.data.is_monotonic else meter.create_observable_up_down_counter
-                elif isinstance(m.data, Gauge):
-                    create = meter.create_observable_gauge
-                else:
-                    raise TypeError(f"{m.name}: {type(m.data).__name__}")
-                create(m.name, callbacks=[lambda options, obs=observations: obs], unit=m.unit, description=m.description)
-    floor.get_metrics_data()
-    shape["attribute_sets"] = len(shape["attribute_sets"])
+    floor, floor_provider, shape = sdk_floor(data, resource)
 
     def close() -> None:
         ours_provider.shutdown()

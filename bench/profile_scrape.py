@@ -2,11 +2,15 @@
 
 The exporter's defaults on this host (the CPU and filesystem collectors), in this process:
 
-* **sources**: every source's ``read()`` called directly, one after another;
+* **sources**: every source's ``read()`` called directly, one after another (the collectors'
+  and the exporter's own process metrics');
 * **collection**: ``Collection.collect`` (the sources read under one deadline, however the
   collection runs them, and the results snapshotted); minus *sources*, the machinery's own cost;
 * **SDK collect**: the Prometheus reader's ``collect`` (the collection above, our observers
   and the SDK's own per-point work); minus *collection*, the observers and the SDK;
+* **floor**: the SDK alone making the same points (``bench/floor.py``: a bare MeterProvider with
+  the same instruments, every observation precomputed); *SDK collect* minus *collection* minus
+  *floor* is what our observers and instruments add;
 * **encode**: ``TextEncoder.encode`` of one collection's MetricsData;
 * **render**: ``PrometheusPage.render`` (lock, deadline, collect, encode); minus *SDK collect*
   and *encode*, the page's own bookkeeping;
@@ -76,7 +80,7 @@ def measure(n: int = 2000, http_seconds: float = 20.0) -> dict:
     config = Config(listen_address=f"127.0.0.1:{free_port()}", collectors={"cpu": True, "filesystem": True})
     app = App(config)
     page = app.page
-    sources = [w.source for w in app.collectors]
+    sources = [w.source for w in app.collection.workers]  # the collectors' and the exporter's own process source
 
     def read_sources():
         for s in sources:
@@ -95,6 +99,11 @@ def measure(n: int = 2000, http_seconds: float = 20.0) -> dict:
     data, page.reader.captured = page.reader.captured, None
     page.reader.capture = False
     encoder = page._fast
+    from floor import sdk_floor  # the SDK alone, for this scrape's points
+    floor_reader, floor_provider, _ = sdk_floor(data)
+
+    def floor():
+        floor_reader.get_metrics_data()
 
     def encode():
         encoder.encode(data)
@@ -102,7 +111,7 @@ def measure(n: int = 2000, http_seconds: float = 20.0) -> dict:
     def render():
         page.render(None, scrape_deadline(None))
 
-    parts = {"sources": read_sources, "collection": collect, "sdk": sdk_collect, "encode": encode, "render": render}
+    parts = {"sources": read_sources, "collection": collect, "sdk": sdk_collect, "floor": floor, "encode": encode, "render": render}
     rounds = 20
     per_round: list[dict[str, tuple[float, float]]] = []
     gc.collect()
@@ -114,6 +123,7 @@ def measure(n: int = 2000, http_seconds: float = 20.0) -> dict:
         def less(a, *bs):
             return tuple(row[a][i] - sum(row[b][i] for b in bs) for i in (0, 1))
         return {"sources": row["sources"], "machinery": less("collection", "sources"), "sdk_only": less("sdk", "collection"),
+                "floor": row["floor"], "observers": less("sdk", "collection", "floor"),
                 "encode": row["encode"], "bookkeeping": less("render", "sdk", "encode"), "render": row["render"]}
 
     rows = [derived(r) for r in per_round]
@@ -134,15 +144,17 @@ def measure(n: int = 2000, http_seconds: float = 20.0) -> dict:
         result["http_scrapes"] = scrapes
     finally:
         app.close()
+        floor_provider.shutdown()
     return result
 
 
 def table(r: dict) -> str:
     http, render = r["http"], r["render"]
     rows = [
-        ("sources' reads (cpu, filesystem)", r["sources"]),
+        ("sources' reads (cpu, filesystem, the process's own)", r["sources"]),
         ("collection machinery (hand-off, deadline, snapshot)", r["machinery"]),
-        ("observers + the SDK's collection", r["sdk_only"]),
+        ("the SDK's own collection of these points (bench/floor.py: same instruments, points precomputed)", r["floor"]),
+        ("our observers and instruments (making the Observations; the SDK's collection less its floor)", r["observers"]),
         ("text encoding", r["encode"]),
         ("page bookkeeping (lock, deadline, scrape registration)", r["bookkeeping"]),
         ("HTTP: accept, head, route, send (server side)", (http[0] - render[0], http[1] - render[1])),
