@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import stat
 from dataclasses import dataclass, field
 
@@ -86,21 +87,35 @@ def read_file(path: str, limit: int = PROCFS_READ_BYTES) -> str:
     are), otherwise NotRegularFile is raised before any read.  More than ``limit`` bytes is
     an error too, so a replaced file cannot exhaust memory.
     """
+    fd = _open_regular(path)
+    try:
+        return _read_fd(fd, path, limit)
+    finally:
+        os.close(fd)
+
+
+def _open_regular(path: str) -> int:
+    """A descriptor of ``path``, opened non-blocking; NotRegularFile unless it is a regular file."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with open(fd, "rb", buffering=0) as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegularFile(f"{path} is not a regular file ({_kind(mode)}); not reading it")
-        chunks = []
-        size = 0
-        while True:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                raise OSError(f"{path} is larger than {limit} bytes; not reading it")
-            chunks.append(chunk)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegularFile(f"{path} is not a regular file ({_kind(mode)}); not reading it")
+    return fd
+
+
+def _read_fd(fd: int, path: str, limit: int) -> str:
+    """Everything from the descriptor's position to the end, at most ``limit`` bytes."""
+    chunks = []
+    size = 0
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise OSError(f"{path} is larger than {limit} bytes; not reading it")
+        chunks.append(chunk)
     return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
@@ -262,17 +277,107 @@ def parse_mountinfo(text: str) -> MountTable:
     return MountTable(mounts=mounts, errors=errors)
 
 
+def mountinfo_paths(procfs: str) -> tuple[str, str]:
+    """Where the mount table is read: as PID 1 sees it (the host's view when the exporter
+    shares its PID namespace), else, when that cannot be read, our own view."""
+    return os.path.join(procfs, "1", "mountinfo"), os.path.join(procfs, "self", "mountinfo")
+
+
+def _open_first(paths: tuple[str, ...]) -> tuple[int, str]:
+    """The first of ``paths`` that opens; NotRegularFile at once (something was planted there:
+    report it rather than quietly read another view), the last OSError when none opens."""
+    for i, path in enumerate(paths):
+        try:
+            return _open_regular(path), path
+        except NotRegularFile:
+            raise
+        except OSError:
+            if i == len(paths) - 1:
+                raise
+    raise ValueError("no path to open")
+
+
 def read_mountinfo_text(procfs: str) -> str:
-    """The mount table as PID 1 sees it (the host's view when the exporter shares its PID
-    namespace), falling back to our own view when ``<procfs>/1/mountinfo`` cannot be read."""
+    """The mount table's text (see :func:`mountinfo_paths`), read once."""
+    fd, path = _open_first(mountinfo_paths(procfs))
     try:
-        return read_file(os.path.join(procfs, "1", "mountinfo"))
-    except NotRegularFile:
-        raise  # something was planted there: report it rather than quietly read another view
-    except OSError:
-        return read_file(os.path.join(procfs, "self", "mountinfo"))
+        return _read_fd(fd, path, PROCFS_READ_BYTES)
+    finally:
+        os.close(fd)
 
 
 def read_mountinfo(procfs: str) -> MountTable:
     """The mount table of :func:`read_mountinfo_text`, parsed."""
     return parse_mountinfo(read_mountinfo_text(procfs))
+
+
+def on_procfs(path: str, own_mountinfo: str = "/proc/self/mountinfo") -> bool:
+    """Whether ``path`` lies on a procfs mount, by the filesystem type our own mount table gives
+    the mount that holds it (the longest mount point above it)."""
+    try:
+        real = os.path.realpath(path)
+        mounts = parse_mountinfo(read_file(own_mountinfo)).mounts
+    except (OSError, ValueError):
+        return False
+    best: Mount | None = None
+    for m in mounts:
+        inside = real == m.mountpoint or real.startswith(m.mountpoint.rstrip("/") + "/")
+        if inside and (best is None or len(m.mountpoint) >= len(best.mountpoint)):
+            best = m  # later lines of the same mount point are mounted over the earlier ones
+    return best is not None and best.fstype == "proc"
+
+
+class MountTableFile:
+    """A mount table kept open and read again only after the kernel reports a change.
+
+    proc(5): a ``/proc/<pid>/mountinfo`` descriptor is pollable; after a mount or an unmount in
+    its mount namespace, poll(2) reports ``POLLPRI`` (and ``POLLERR``) on it.  So while nothing
+    is mounted or unmounted, a read costs one poll instead of an open, a read of the whole
+    table and a close.  That is trusted only for a file on procfs (checked once, when it is
+    opened); any other file (a fixture tree, a copy) is read afresh every time.  Reads must
+    not overlap (the filesystem source's reads never do).
+    """
+
+    def __init__(self, paths: tuple[str, ...], limit: int = PROCFS_READ_BYTES):
+        self.paths = paths
+        self.limit = limit
+        self._fd: int | None = None
+        self._path = ""
+        self._poll: select.poll | None = None
+        self._text = ""
+        self._pollable: dict[str, bool] = {}  # path → on procfs (checked once per path)
+
+    @property
+    def watched(self) -> bool:
+        """Whether the open table is on procfs and read again only on a change."""
+        return self._poll is not None
+
+    def read(self) -> str:
+        if self._poll is not None and self._fd is not None:
+            try:
+                if not self._poll.poll(0):
+                    return self._text
+                os.lseek(self._fd, 0, os.SEEK_SET)  # the poll that reported the change re-armed it
+                self._text = _read_fd(self._fd, self._path, self.limit)
+                return self._text
+            except OSError:
+                self.close()  # open it afresh below
+        fd, path = _open_first(self.paths)
+        try:
+            text = _read_fd(fd, path, self.limit)
+            if path not in self._pollable:
+                self._pollable[path] = on_procfs(path)
+            if self._pollable[path]:
+                poll = select.poll()
+                poll.register(fd, select.POLLPRI)  # POLLERR comes with it, unasked
+                self._fd, self._path, self._poll, self._text = fd, path, poll, text
+                fd = -1
+            return text
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def close(self) -> None:
+        fd, self._fd, self._poll = self._fd, None, None
+        if fd is not None:
+            os.close(fd)

@@ -1,13 +1,18 @@
-"""/proc/stat and mountinfo parsers, from strings and from the fixture tree."""
+"""/proc/stat and mountinfo parsers, from strings and from the fixture tree; the watched mount table on
+the real kernel."""
 
 import os
+import subprocess
 import threading
+import time
 
 import pytest
 
 from helpers import FIXTURES
 from otel_bare_metal.procfs import (
+    MountTableFile,
     NotRegularFile,
+    on_procfs,
     ParseError,
     parse_cpu_line,
     parse_mountinfo,
@@ -279,3 +284,63 @@ def test_cpu_counters_never_go_backwards_and_a_returning_cpu_restarts(tmp_path, 
     back = read("cpu  0 0 0 0 0\ncpu0 103 0 50 1003 31 0 0 0 8 0\ncpu1 1 0 1 2 1\n")
     assert back[1][0]["iowait"] == 0.01 and back[1][0]["user"] == 0.01  # restarted, not held at 0.04
     assert back[0][0]["iowait"] == 0.31 and back[0][1] == 0.08
+
+
+def _own_mount_namespace_child():
+    """A child process in a mount namespace of its own (private propagation), once it is there."""
+    child = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "60"])
+    ours = os.readlink("/proc/self/ns/mnt")
+    for _ in range(500):  # bounded: unshare enters the namespace, then execs sleep
+        try:
+            if os.readlink(f"/proc/{child.pid}/ns/mnt") != ours and open(f"/proc/{child.pid}/comm").read().strip() == "sleep":
+                return child
+        except OSError:
+            pass
+        time.sleep(0.01)
+    child.kill()
+    raise AssertionError("the child never entered its own mount namespace")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting in a new namespace needs root (CI runs as root)")
+def test_a_watched_mount_table_is_read_again_exactly_when_something_is_mounted(tmp_path):
+    """The real kernel path: a mountinfo descriptor kept open, polled for POLLPRI, in a mount
+    namespace of a child process (nothing is mounted in ours)."""
+    child = _own_mount_namespace_child()
+    table = MountTableFile((f"/proc/{child.pid}/mountinfo",))
+    target = tmp_path / "watched"
+    target.mkdir()
+
+    def in_child(*command):
+        subprocess.run(["nsenter", "-t", str(child.pid), "-m", *command], check=True, timeout=30)
+
+    try:
+        first = table.read()
+        assert table.watched, "a mountinfo on procfs is polled, not read every time"
+        assert table.read() is first, "nothing mounted: the text kept, not read again"
+        in_child("mount", "-t", "tmpfs", "-o", "size=1m", "bench", str(target))
+        mounted = table.read()
+        assert f" {target} " in mounted and f" {target} " not in first
+        assert table.read() is mounted
+        in_child("umount", str(target))
+        assert f" {target} " not in table.read()
+    finally:
+        table.close()
+        child.kill()
+        child.wait(10)
+
+
+def test_a_mount_table_off_procfs_is_read_every_time(tmp_path):
+    path = tmp_path / "mountinfo"
+    path.write_text("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n")
+    table = MountTableFile((str(path),))
+    try:
+        assert "/dev/sda1" in table.read() and not table.watched
+        path.write_text("1 0 8:2 / / rw - xfs /dev/sdb1 rw\n")
+        assert "/dev/sdb1" in table.read()
+    finally:
+        table.close()
+
+
+def test_on_procfs_tells_proc_from_a_fixture_tree(tmp_path):
+    assert on_procfs("/proc/self/mountinfo") and on_procfs("/proc/1/mountinfo")
+    assert not on_procfs(str(FIXTURES / "proc" / "1" / "mountinfo")) and not on_procfs(str(tmp_path))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from otel_bare_metal.logutil import RateLimitedLog
-from otel_bare_metal.procfs import Mount, MountTable, parse_mountinfo, read_mountinfo_text
+from otel_bare_metal.procfs import Mount, MountTable, MountTableFile, mountinfo_paths, parse_mountinfo
 
 log = logging.getLogger(__name__)
 _log = RateLimitedLog(log)  # an NFS outage can hang thousands of mounts at once
@@ -312,6 +312,7 @@ class FilesystemSource:
         self.filter = mount_filter or MountFilter()
         self.watchdog = watchdog or StatfsWatchdog()
         self._read_mounts = read_mounts
+        self._table = MountTableFile(mountinfo_paths(procfs))
         self._text: str | None = None  # the mount table's text when it was last parsed
         self._selected: tuple[list[Mount], list[str], list[str]] = ([], [], [])
 
@@ -332,14 +333,15 @@ class FilesystemSource:
     def _mounts(self) -> tuple[list[Mount], list[str], list[str]]:
         """The selected mounts, their statfs paths and the mount table's errors.
 
-        The mount table is read on every call, but parsed and filtered again only when its
-        text changed since the last call: it changes when something is mounted or unmounted,
-        and it is read on every scrape.  (Reads of one source never overlap: the collection
-        runs at most one at a time.)
+        The mount table changes when something is mounted or unmounted, and it is looked at on
+        every scrape: it is read again only when the kernel reports a change
+        (:class:`~otel_bare_metal.procfs.MountTableFile`), and parsed and filtered again only
+        when its text changed.  (Reads of one source never overlap: the collection runs at
+        most one at a time.)
         """
         if self._read_mounts is not None:
             return self._select(self._read_mounts(self.procfs))
-        text = read_mountinfo_text(self.procfs)
+        text = self._table.read()
         if text != self._text:
             self._selected = self._select(parse_mountinfo(text))
             self._text = text
@@ -351,6 +353,7 @@ class FilesystemSource:
 
     def close(self) -> None:
         self.watchdog.close()
+        self._table.close()
 
 
 def usage(mount: Mount, result: StatfsResult | BaseException | str) -> FilesystemUsage:
