@@ -115,12 +115,17 @@ class TextEncoder:
         self._renames = renames if renames is not None else {}  # instrument name → the name to show (read live)
         self._target_labels: str | None = None
         self._headers: dict[tuple, tuple[str, str, str]] = {}
-        self._series: limits.BoundedCache[int, tuple[object, tuple[str, ...], str]] = limits.BoundedCache(
+        self._series: limits.BoundedCache[int, tuple[object, tuple[str, ...], str, str]] = limits.BoundedCache(
             self.MAX_CACHED, lru=False)
+        # value → its text, for this encoding and the one before: most values repeat from scrape
+        # to scrape (sizes, counts, states, 1s); what did not occur in either is forgotten.
+        self._values: dict[float, str] = {}
+        self._values_before: dict[float, str] = {}
         self._label_names: dict[str, str] = {}
 
     def encode(self, data: MetricsData | None, openmetrics: bool = False) -> bytes:
         out: list[str] = []
+        self._values_before, self._values = self._values, {}
         if data is not None:
             if self._target_info:
                 if self._target_labels is None:
@@ -176,7 +181,8 @@ class TextEncoder:
         out.append(om_head if openmetrics else text_head)
         first_keys = entries[0][1] if entries else ()
         if all(e[1] == first_keys for e in entries):
-            out.extend(f"{e[2]}{floatToGoString(p.value)}\n" for e, p in zip(entries, points))
+            value = self._value
+            out.extend(f"{e[2]}{value(p.value)}\n" for e, p in zip(entries, points))
             return
         # Points with different label sets: the stock reader gives every series the union, "" where missing.
         keys = sorted({k for e in entries for k in e[1]})
@@ -185,17 +191,24 @@ class TextEncoder:
             labels = ",".join(f'{k}="{_escape(values.get(k, ""))}"' for k in keys)
             out.append(f"{name}{{{labels}}} {floatToGoString(p.value)}\n" if keys else f"{name} {floatToGoString(p.value)}\n")
 
-    def _entry(self, attributes, name: str) -> tuple[object, tuple[str, ...], str]:
+    def _entry(self, attributes, name: str) -> tuple[object, tuple[str, ...], str, str]:
         """The cached ``name{labels} `` prefix of one series (the SDK keeps one attributes dict
         per series, so its identity is the key; keeping it in the entry keeps the id unique)."""
         entry = self._series.get(id(attributes))
-        if entry is None or entry[0] is not attributes or not entry[2].startswith(name + ("{" if attributes else " ")):
+        if entry is None or entry[0] is not attributes or entry[3] != name:
             pairs = sorted((self._label_name(k), _label_value(v)) for k, v in (attributes or {}).items())
             labels = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
             prefix = f"{name}{{{labels}}} " if pairs else f"{name} "
-            entry = (attributes, tuple(k for k, _ in pairs), prefix)
+            entry = (attributes, tuple(k for k, _ in pairs), prefix, name)
             self._series.put(id(attributes), entry)
         return entry
+
+    def _value(self, value: float) -> str:
+        """``floatToGoString(value)``, remembered from the last encoding (zero never is: 0.0 == -0.0)."""
+        text = self._values_before.get(value) or floatToGoString(value)
+        if value:
+            self._values[value] = text
+        return text
 
     def _label_name(self, key: str) -> str:
         name = self._label_names.get(key)

@@ -182,3 +182,28 @@ def test_a_failed_first_collection_is_page_unavailable_not_a_crash():
         assert ("a", (("i", "0"),)) in series(body)
     finally:
         provider.shutdown()
+
+
+def test_fast_encoder_remembers_values_but_never_mixes_zero_and_minus_zero():
+    """Values are remembered from one encoding to the next (most repeat); each text must still be
+    the one prometheus_client gives that very value."""
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client.utils import floatToGoString
+
+    from otel_bare_metal.exposition.prometheus import TextEncoder
+
+    rounds = [[0.0, 1.5, 1e21], [-0.0, 1.5, 2e21], [0.0, -0.0, 1e21]]
+    current: list[float] = []
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    provider.get_meter("t").create_observable_gauge(
+        "g", callbacks=[lambda options: [Observation(v, {"i": i}) for i, v in enumerate(current)]])
+    encoder = TextEncoder(target_info=False)
+    try:
+        for values in rounds:
+            current[:] = values
+            body = encoder.encode(reader.get_metrics_data()).decode()
+            assert [line.rsplit(" ", 1)[1] for line in body.splitlines() if line.startswith("g{")] == \
+                [floatToGoString(v) for v in values]
+    finally:
+        provider.shutdown()
