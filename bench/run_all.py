@@ -29,6 +29,7 @@ import memory  # noqa: E402
 import mounts  # noqa: E402
 import probe_budget  # noqa: E402
 import probe_memory  # noqa: E402
+import probe_vs_go as probe_bench  # noqa: E402
 import profile_scrape  # noqa: E402
 import scale  # noqa: E402
 import shared_scrapes  # noqa: E402
@@ -41,7 +42,7 @@ import soak  # noqa: E402
 import throughput  # noqa: E402
 from common import ROOT  # noqa: E402
 
-PARTS = ("throughput", "profile", "shared", "start_memory", "scale", "breakdown", "fanout", "deadline", "memory",
+PARTS = ("throughput", "profile", "shared", "start_memory", "scale", "breakdown", "fanout", "probe_go", "deadline", "memory",
          "probes", "probe-budget", "mounts", "soak", "slowloris", "trickle", "auth")
 RATIO_TARGET, RATIO_STRETCH = 0.7, 1.0
 CPU_RATIO_TARGET = 1.5  # CPU per scrape against Debian's node_exporter
@@ -175,7 +176,7 @@ def goals(results: dict) -> list[Row]:
         _row("256 CPUs × 200 mounts: scrape time vs node_exporter on the same tree <= 3.0×", _key_with_node(results), _scale_vs_node),
         _row("in-process collection vs the SDK's own floor <= 1.15× at every point", results.get("scale"), _floor_everywhere),
     ]
-    out += probe_vs_go(results, {"probe_go"}, False)
+    out += probe_goals(results)
     out.append(_row("resident memory at start, all collectors <= 30 MB", results.get("start_memory"), _start_memory(results)))
     return out
 
@@ -339,8 +340,6 @@ def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, 
                 "in-process exporter; a render that waited for the page lock answers with the collection that started "
                 "after it arrived. Alternating with every render collecting.", "", shared_scrapes.table(sh)]
     if results.get("probe_go"):
-        import probe_vs_go as probe_bench
-
         doc += ["", "## /probe beside the Go exporter", "", "`bench/probe_vs_go.py`.", "", probe_bench.table(results["probe_go"])]
     sm = results.get("start_memory")
     if sm:
@@ -432,21 +431,65 @@ def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, 
     path.write_text("\n".join(doc))
 
 
-def probe_vs_go(results: dict, skip: set[str], quick: bool) -> list[tuple[str, str, bool | None]]:
-    """Issue 22's /probe goals (bench/probe_vs_go.py): measured into ``results["probe_go"]`` when
-    called from main() (unless skipped); called with the results, the goal lines, met or not."""
-    import probe_vs_go as bench
-
-    if "probe_go" not in skip and "probe_go" not in results:
-        log("probe vs Go: classic /probe and the Go exporter's per-probe work, one device")
-        results["probe_go"] = bench.measure(100 if quick else 300, 6 if quick else 15, 2 if quick else 3)
-        print("## /probe beside the Go exporter\n\n" + bench.table(results["probe_go"]) + "\n")
+def probe_goals(results: dict) -> list[Row]:
+    """Issue 22's /probe goal lines (bench/probe_vs_go.py), met or not."""
     if "probe_go" in results:
-        return bench.verdicts(results["probe_go"])
+        return probe_bench.verdicts(results["probe_go"])
     return [("classic /probe of one 4-tuner device, CPU per probe vs hdhomerun_exporter (Go) <= 1.5×", "", None)]
 
 
-PARTS += ("probe_go",)  # probe_vs_go() above
+
+
+def _parts(args: argparse.Namespace) -> list[tuple[str, str, str, Callable[[], Any], str, Callable[[Any], str]]]:
+    """Every part of a run, in order: (name for --skip, key in the results, what the log says,
+    how to measure it, its heading, its table)."""
+    quick = args.quick
+    soak_seconds = args.soak_seconds if args.soak_seconds is not None else (10.0 if quick else 30.0)
+    n_memory = 2_000 if quick else 10_000
+    distinct, cycling, fleet = (3_000, 1_000, 500) if quick else (60_000, 10_000, 1_000)
+    mount_counts = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
+    trickle = argparse.Namespace(connections=4, rate=10000.0, head_bytes=30000, seconds=10.0 if quick else 20.0,
+                                 tree=None, node=True)  # fmt: skip
+    grid = scale.quick_grid() if quick else scale.default_grid()
+
+    def scale_rows() -> list[dict]:
+        return scale.measure(grid, 7 if quick else 15, 30.0,
+                             progress=lambda r: log(f"  {r['cpus']:>5} CPUs × {r['mounts']:>4} mounts: {r['median_ms']:.1f} ms"))
+
+    return [
+        ("throughput", "throughput", "throughput: ours and node_exporter, alternating rounds",
+         lambda: throughput.measure(args.rounds, args.seconds, args.tree), "Throughput", throughput.table),
+        ("profile", "profile", "profile: one small scrape",
+         lambda: profile_scrape.measure(500 if quick else 2000), "Profile", profile_scrape.table),
+        ("shared", "shared", "shared: concurrent scrapes",
+         lambda: shared_scrapes.measure((1, 2, 4), 2.0 if quick else 4.0), "Shared collections", shared_scrapes.table),
+        ("start_memory", "start_memory", "start memory", start_memory.measure, "Start memory", start_memory.table),
+        ("scale", "scale", "scale: synthetic /proc trees", scale_rows, "Scale", scale.table),
+        ("breakdown", "breakdown", "breakdown: 256 CPUs × 200 mounts in process",
+         lambda: scale.breakdown(256, 200, 7 if quick else 15), "Breakdown", scale.breakdown_table),
+        ("fanout", "fanout", "", lambda: fanout(quick), "HDHomeRun fan-out", fanout_table),
+        ("probe_go", "probe_go", "probe vs Go: classic /probe and the Go exporter's per-probe work, one device",
+         lambda: probe_bench.measure(100 if quick else 300, 6 if quick else 15, 2 if quick else 3),
+         "/probe beside the Go exporter", probe_bench.table),
+        ("memory", "memory", f"memory: {n_memory} scrapes then {n_memory} probes",
+         lambda: memory.measure(n_memory, n_memory, 120.0 if quick else 240.0), "Memory", memory.table),
+        ("probes", "probes", f"probes: {distinct} distinct targets, then {cycling} probes over {fleet}",
+         lambda: probe_memory.measure(distinct, cycling, fleet), "/probe memory", probe_memory.table),
+        ("probe-budget", "probe_budget", "probe budget: hanging probes beside /metrics, a hung name lookup, a burst, dead devices, SIGTERM",
+         probe_budget.measure, "/probe beside /metrics", probe_budget.table),
+        ("mounts", "mounts", f"mounts: {', '.join(map(str, mount_counts))}",
+         lambda: mounts.measure(mount_counts, ["containers", "distinct"]), "Many mounts", mounts.table),
+        ("soak", "soak", f"soak: {soak_seconds:g} s",
+         lambda: soak.soak(soak_seconds, interval=max(1.0, soak_seconds / 15)) if soak_seconds > 0 else None, "Soak", soak.table),
+        ("deadline", "deadline", "deadlines: dead devices, slow-link come-up, a hung collector",
+         lambda: scrape_deadline.measure(10, 4 if quick else 6), "Scrapes that never wait on what is broken", scrape_deadline.table),
+        ("slowloris", "slowloris", "slowloris and big headers: ours and node_exporter",
+         lambda: slowloris.run(quick=quick), "Slow and big clients", slowloris.table),
+        ("trickle", "trickle", "request heads a byte per segment: ours and node_exporter",
+         lambda: head_trickle.measure(trickle), "Request heads a byte per segment", head_trickle.table),
+        ("auth", "auth", "basic auth under a burst of wrong passwords: ours and node_exporter",
+         lambda: auth_burst.measure(200 if quick else 1000, 30.0, None, node=True), "Basic auth under a burst", auth_burst.table),
+    ]
 
 
 def main() -> int:
@@ -467,82 +510,18 @@ def main() -> int:
     results: dict = {}
     png = None
 
-    if "throughput" not in skip:
-        log("throughput: ours and node_exporter, alternating rounds")
-        results["throughput"] = throughput.measure(args.rounds, args.seconds, args.tree)
-        print("## Throughput\n\n" + throughput.table(results["throughput"]) + "\n")
-    if "profile" not in skip:
-        log("profile: one small scrape")
-        results["profile"] = profile_scrape.measure(500 if args.quick else 2000)
-        print("## Profile\n\n" + profile_scrape.table(results["profile"]) + "\n")
-    if "shared" not in skip:
-        log("shared: concurrent scrapes")
-        results["shared"] = shared_scrapes.measure((1, 2, 4), 2.0 if args.quick else 4.0)
-        print("## Shared collections\n\n" + shared_scrapes.table(results["shared"]) + "\n")
-    if "start_memory" not in skip:
-        log("start memory")
-        results["start_memory"] = start_memory.measure()
-        print("## Start memory\n\n" + start_memory.table(results["start_memory"]) + "\n")
-    if "scale" not in skip:
-        log("scale: synthetic /proc trees")
-        grid = scale.quick_grid() if args.quick else scale.default_grid()
-        rows = scale.measure(grid, 7 if args.quick else 15, 30.0,
-                             progress=lambda r: log(f"  {r['cpus']:>5} CPUs × {r['mounts']:>4} mounts: {r['median_ms']:.1f} ms"))
-        results["scale"] = rows
-        print("## Scale\n\n" + scale.table(rows) + "\n")
-        png = scale.plot(rows, args.png)
-    if "breakdown" not in skip:
-        log("breakdown: 256 CPUs × 200 mounts in process")
-        results["breakdown"] = scale.breakdown(256, 200, 7 if args.quick else 15)
-        print("## Breakdown\n\n" + scale.breakdown_table(results["breakdown"]) + "\n")
-    if "fanout" not in skip:
-        results["fanout"] = fanout(args.quick)
-        print("## HDHomeRun fan-out\n\n" + fanout_table(results["fanout"]) + "\n")
-    probe_vs_go(results, skip, args.quick)
-    if "memory" not in skip:
-        n = 2_000 if args.quick else 10_000
-        log(f"memory: {n} scrapes then {n} probes")
-        results["memory"] = memory.measure(n, n, 120.0 if args.quick else 240.0)
-        print("## Memory\n\n" + memory.table(results["memory"]) + "\n")
-    if "probes" not in skip:
-        distinct, cycling, fleet = (3_000, 1_000, 500) if args.quick else (60_000, 10_000, 1_000)
-        log(f"probes: {distinct} distinct targets, then {cycling} probes over {fleet}")
-        results["probes"] = probe_memory.measure(distinct, cycling, fleet)
-        print("## /probe memory\n\n" + probe_memory.table(results["probes"]) + "\n")
-    if "probe-budget" not in skip:
-        log("probe budget: hanging probes beside /metrics, a hung name lookup, a burst, dead devices, SIGTERM")
-        results["probe_budget"] = probe_budget.measure()
-        print("## /probe beside /metrics\n\n" + probe_budget.table(results["probe_budget"]) + "\n")
-    if "mounts" not in skip:
-        counts = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
-        log(f"mounts: {', '.join(map(str, counts))}")
-        results["mounts"] = mounts.measure(counts, ["containers", "distinct"])
-        print("## Many mounts\n\n" + mounts.table(results["mounts"]) + "\n")
-    if "soak" not in skip:
-        seconds = args.soak_seconds if args.soak_seconds is not None else (10.0 if args.quick else 30.0)
-        if seconds > 0:
-            log(f"soak: {seconds:g} s")
-            results["soak"] = soak.soak(seconds, interval=max(1.0, seconds / 15))
-            print("## Soak\n\n" + soak.table(results["soak"]) + "\n")
-    if "deadline" not in skip:
-        log("deadlines: dead devices, slow-link come-up, a hung collector")
-        results["deadline"] = scrape_deadline.measure(10, 4 if args.quick else 6)
-        print("## Scrapes that never wait on what is broken\n\n" + scrape_deadline.table(results["deadline"]) + "\n")
-    if "slowloris" not in skip:
-        log("slowloris and big headers: ours and node_exporter")
-        results["slowloris"] = slowloris.run(quick=args.quick)
-        print("## Slow and big clients\n\n" + slowloris.table(results["slowloris"]) + "\n")
-
-    if "trickle" not in skip:
-        log("request heads a byte per segment: ours and node_exporter")
-        targs = argparse.Namespace(connections=4, rate=10000.0, head_bytes=30000, seconds=10.0 if args.quick else 20.0,
-                                   tree=None, node=True)  # fmt: skip
-        results["trickle"] = head_trickle.measure(targs)
-        print("## Request heads a byte per segment\n\n" + head_trickle.table(results["trickle"]) + "\n")
-    if "auth" not in skip:
-        log("basic auth under a burst of wrong passwords: ours and node_exporter")
-        results["auth"] = auth_burst.measure(200 if args.quick else 1000, 30.0, None, node=True)
-        print("## Basic auth under a burst\n\n" + auth_burst.table(results["auth"]) + "\n")
+    for part, key, message, measure, title, table in _parts(args):
+        if part in skip:
+            continue
+        if message:
+            log(message)
+        result = measure()
+        if result is None:
+            continue
+        results[key] = result
+        print(f"## {title}\n\n{table(result)}\n")
+        if part == "scale":
+            png = scale.plot(result, args.png)
 
     elapsed = time.monotonic() - started
     print("## Goals (issue 22)\n")
