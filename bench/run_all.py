@@ -279,6 +279,84 @@ def not_met_notes(results: dict) -> list[str]:
     return notes
 
 
+def _doc_sections(args: argparse.Namespace, png: Path | None) -> list[tuple[str, str, str, Callable[[Any], str], str]]:
+    """The sections of docs/benchmarks.md after the goals and targets, in order: (results key,
+    heading, what was measured, its table, what to read from it)."""
+    return [
+        ("throughput", "Throughput beside node_exporter",
+         f"`/metrics` over one keep-alive connection, CPU + filesystem collectors on this machine, {args.rounds} alternating "
+         f"rounds of {args.seconds:g} s each; node_exporter runs `--collector.disable-defaults --collector.cpu "
+         "--collector.filesystem`.", throughput.table, ""),
+        ("profile", "Where one small scrape's time goes",
+         "`bench/profile_scrape.py`: the exporter's defaults on this host, in process, each part's median process CPU "
+         "time; HTTP from a child client over one keep-alive connection (server CPU per scrape).", profile_scrape.table,
+         "The SDK's own collection of the points (a Measurement, attribute cleaning and hashing per observation, an "
+         "aggregation and a data point per series, per instrument a callback and a metric) is about half of a small "
+         "scrape, and no work of ours; the filesystem source's statfs batch runs on its watchdog's thread (its bound on "
+         "a hung mount); the collection machinery reads fast sources inline; the mount table is read only when it "
+         "changed."),
+        ("shared", "Concurrent scrapes share a collection",
+         "`bench/shared_scrapes.py`: K clients (child processes, one keep-alive connection each) scrape the in-process "
+         "exporter; a render that waited for the page lock answers with the collection that started after it arrived. "
+         "Alternating with every render collecting.", shared_scrapes.table, ""),
+        ("probe_go", "/probe beside the Go exporter", "`bench/probe_vs_go.py`.", probe_bench.table, ""),
+        ("start_memory", "What the resident set is made of at start",
+         "`bench/start_memory.py`: each step a fresh process importing one more layer. MB = 10⁶ bytes.", start_memory.table, ""),
+        ("scale", "Scale: synthetic /proc trees",
+         "A generated `stat` (N CPUs, all 10 columns) and `1/mountinfo` (M ext4 mounts, distinct major:minor, each a real "
+         "directory under the synthetic rootfs) fed to the exporter process through `--path.procfs`/`--path.rootfs`. "
+         "Median of the scrapes after one warm-up; CPU-time series are expected at 8 per CPU (guest time is its own "
+         "metric). node_exporter (`--collector.disable-defaults --collector.cpu --collector.filesystem`, same "
+         "`--path.procfs`/`--path.rootfs`, an empty `--path.sysfs`) is scraped the same way on the same tree. "
+         "*Collection CPU ms* is one collection in process (sources, mapping, SDK; no encoding) beside **the SDK's own "
+         "floor**: a bare MeterProvider with the same instruments returning the same points and attribute sets "
+         "precomputed (bench/floor.py); medians of process CPU time, alternating.", scale.table,
+         f"![median scrape time against CPU count]({png.name})" if png else ""),
+        ("breakdown", "Where a large scrape's time goes", "", scale.breakdown_table,
+         "The SDK's share is per data point (a Measurement per observation, attribute cleaning, copying and hashing, the "
+         "aggregation, a data point per series) and is fixed by the SDK; the translation and the encoding are per data "
+         "point too, but they redo the same label work every scrape for attribute sets that do not change, which a "
+         "reader subclass can cache. See the profile notes in [bench/README.md](../bench/README.md)."),
+        ("fanout", "HDHomeRun fan-out",
+         f"Simulated devices (4 tuners, every reply delayed {FANOUT_LATENCY * 1000:.0f} ms) in 4 child processes "
+         "(bench/simulators.py); the exporter runs only the HDHomeRun collector with `--hdhomerun.timeout=2.5`. Dead "
+         "devices accept and never answer: the warm-up scrape waits for them once; later scrapes report them down at "
+         "once.", fanout_table, ""),
+        ("deadline", "Scrapes that never wait on what is broken",
+         "`bench/scrape_deadline.py`: the exporter with only the HDHomeRun collector and simulated devices (4 tuners, "
+         "child processes; dead ones accept and never answer), then in process with an injected blocking mount-table "
+         "read. Each beside its yardstick.", scrape_deadline.table, ""),
+        ("memory", "Memory",
+         "VmRSS of the exporter process (CPU + filesystem collectors on this machine, one HDHomeRun simulator for the "
+         "probes). MB = 10⁶ bytes.", memory.table, ""),
+        ("probes", "/probe memory over many targets",
+         "VmRSS of the exporter (only /probe) probed over one connection: distinct loopback targets, then a fleet probed "
+         "in turn; a few simulators, the rest dead `127.X.Y.Z:9`. MB = 10⁶ bytes.", probe_memory.table, ""),
+        ("probe_budget", "/probe beside /metrics",
+         "`bench/probe_budget.py`: /probe has slots of its own (`--hdhomerun.max-probes`), one deadline per probe (name "
+         "lookup included) and one read in flight per device. Loopback targets that accept and never answer; a "
+         "simulator answering in 200 ms; a dead simulator. node_exporter serves no /probe: no comparison under the same "
+         "load.", probe_budget.table, ""),
+        ("mounts", "Many mounts",
+         "The filesystem collector on a fixture mountinfo with an injected statfs, one child process per point (peak RSS "
+         "= its VmHWM). A whole scrape is one `/metrics` render of the filesystem collector.", mounts.table, ""),
+        ("soak", "Soak", "", soak.table, ""),
+        ("slowloris", "Slow and big clients",
+         "`bench/slowloris.py`: a well-behaved client scrapes `/metrics` every 0.25 s on a fresh connection (failures "
+         "counted at 5 s) while 1 000 connections trickle one header byte a second, then while 60 connections send 99 "
+         "header lines of 64 KB and trickle the 100th; closed attack connections are reopened. Each exporter runs alone "
+         "under the same attacks.", slowloris.table, ""),
+        ("trickle", "Request heads a byte per segment",
+         "`bench/head_trickle.py`: four connections each send a 30 KB request head one byte per TCP segment at 10 KB/s, "
+         "while a scraper asks twice a second; the server's CPU, ours beside node_exporter under the same trickle.",
+         head_trickle.table, ""),
+        ("auth", "Basic auth under a burst",
+         "`bench/auth_burst.py`: a cost-10 bcrypt user, nothing cached; 1 000 requests with distinct wrong passwords at "
+         "once, then the right one (each answer awaited 30 s at most), ours beside node_exporter with the same web "
+         "config.", auth_burst.table, ""),
+    ]
+
+
 def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, png: Path | None, elapsed: float) -> None:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python bench/run_all.py" + (" --quick" if args.quick else "") + (f" --skip {args.skip}" if args.skip else "")
@@ -318,115 +396,9 @@ def write_doc(path: Path, results: dict, facts: dict, args: argparse.Namespace, 
     needed = not_met_notes(results)
     if needed:
         doc += ["", "### Targets not met: where the time goes", ""] + [f"- {n}" for n in needed]
-    t = results.get("throughput")
-    if t:
-        doc += ["", "## Throughput beside node_exporter", "",
-                f"`/metrics` over one keep-alive connection, CPU + filesystem collectors on this machine, "
-                f"{args.rounds} alternating rounds of {args.seconds:g} s each; node_exporter runs "
-                "`--collector.disable-defaults --collector.cpu --collector.filesystem`.", "", throughput.table(t)]
-    pr = results.get("profile")
-    if pr:
-        doc += ["", "## Where one small scrape's time goes", "",
-                "`bench/profile_scrape.py`: the exporter's defaults on this host, in process, each part's median process "
-                "CPU time; HTTP from a child client over one keep-alive connection (server CPU per scrape).", "",
-                profile_scrape.table(pr), "",
-                "The SDK's collection (a Measurement, attribute cleaning and hashing per observation, an aggregation per "
-                "series, for ~12 instruments) is half of a small scrape; the filesystem source's statfs batch runs on its "
-                "watchdog threads (its bound on a hung mount); the collection machinery reads fast sources inline."]
-    sh = results.get("shared")
-    if sh:
-        doc += ["", "## Concurrent scrapes share a collection", "",
-                "`bench/shared_scrapes.py`: K clients (child processes, one keep-alive connection each) scrape the "
-                "in-process exporter; a render that waited for the page lock answers with the collection that started "
-                "after it arrived. Alternating with every render collecting.", "", shared_scrapes.table(sh)]
-    if results.get("probe_go"):
-        doc += ["", "## /probe beside the Go exporter", "", "`bench/probe_vs_go.py`.", "", probe_bench.table(results["probe_go"])]
-    sm = results.get("start_memory")
-    if sm:
-        doc += ["", "## What the resident set is made of at start", "",
-                "`bench/start_memory.py`: each step a fresh process importing one more layer. MB = 10⁶ bytes.", "",
-                start_memory.table(sm)]
-    rows = results.get("scale")
-    if rows:
-        doc += ["", "## Scale: synthetic /proc trees", "",
-                "A generated `stat` (N CPUs, all 10 columns) and `1/mountinfo` (M ext4 mounts, distinct major:minor, "
-                "each a real directory under the synthetic rootfs) fed to the exporter process through "
-                "`--path.procfs`/`--path.rootfs`. Median of the scrapes after one warm-up; CPU-time series are "
-                "expected at 8 per CPU (guest time is its own metric). node_exporter (`--collector.disable-defaults "
-                "--collector.cpu --collector.filesystem`, same `--path.procfs`/`--path.rootfs`, an empty `--path.sysfs`) "
-                "is scraped the same way on the same tree. *Collection CPU ms* is one collection in process "
-                "(sources, mapping, SDK; no encoding) beside **the SDK's own floor**: a bare MeterProvider with the "
-                "same instruments returning the same points and attribute sets precomputed (bench/floor.py); "
-                "medians of process CPU time, alternating.", "", scale.table(rows)]
-        if png:
-            doc += ["", f"![median scrape time against CPU count]({png.name})"]
-    b = results.get("breakdown")
-    if b:
-        doc += ["", "## Where a large scrape's time goes", "", scale.breakdown_table(b), "",
-                "The SDK's share is per data point (a Measurement per observation, attribute cleaning, copying "
-                "and hashing, the aggregation, a data point per series) and is fixed by the SDK; the "
-                "translation and the encoding are per data point too, but they redo the same label work "
-                "every scrape for attribute sets that do not change, which a reader subclass can cache. "
-                "See the profile notes in [bench/README.md](../bench/README.md)."]
-    f = results.get("fanout")
-    if f:
-        doc += ["", "## HDHomeRun fan-out", "",
-                f"Simulated devices (4 tuners, every reply delayed {FANOUT_LATENCY * 1000:.0f} ms) in 4 child processes "
-                "(bench/simulators.py); "
-                "the exporter runs only the HDHomeRun collector with `--hdhomerun.timeout=2.5`. Dead devices accept and "
-                "never answer: the warm-up scrape waits for them once; later scrapes report them down at once.", "", fanout_table(f)]
-    dl = results.get("deadline")
-    if dl:
-        doc += ["", "## Scrapes that never wait on what is broken", "",
-                "`bench/scrape_deadline.py`: the exporter with only the HDHomeRun collector and simulated devices "
-                "(4 tuners, child processes; dead ones accept and never answer), then in process with an injected "
-                "blocking mount-table read. Each beside its yardstick.", "", scrape_deadline.table(dl)]
-    m = results.get("memory")
-    if m:
-        doc += ["", "## Memory", "",
-                "VmRSS of the exporter process (CPU + filesystem collectors on this machine, one HDHomeRun simulator "
-                "for the probes). MB = 10⁶ bytes.", "", memory.table(m)]
-    pm = results.get("probes")
-    if pm:
-        doc += ["", "## /probe memory over many targets", "",
-                "VmRSS of the exporter (only /probe) probed over one connection: distinct loopback targets, then a "
-                "fleet probed in turn; a few simulators, the rest dead `127.X.Y.Z:9`. MB = 10⁶ bytes.", "",
-                probe_memory.table(pm)]
-    pb = results.get("probe_budget")
-    if pb:
-        doc += ["", "## /probe beside /metrics", "",
-                "`bench/probe_budget.py`: /probe has slots of its own (`--hdhomerun.max-probes`), one deadline per probe "
-                "(name lookup included) and one read in flight per device. Loopback targets that accept and never "
-                "answer; a simulator answering in 200 ms; a dead simulator. node_exporter serves no /probe: no "
-                "comparison under the same load.", "", probe_budget.table(pb)]
-    mt = results.get("mounts")
-    if mt:
-        doc += ["", "## Many mounts", "",
-                "The filesystem collector on a fixture mountinfo with an injected statfs, one child process per "
-                "point (peak RSS = its VmHWM). A whole scrape is one `/metrics` render of the filesystem collector.",
-                "", mounts.table(mt)]
-    s = results.get("soak")
-    if s:
-        doc += ["", "## Soak", "", soak.table(s)]
-    w = results.get("slowloris")
-    if w:
-        doc += ["", "## Slow and big clients", "",
-                "`bench/slowloris.py`: a well-behaved client scrapes `/metrics` every 0.25 s on a fresh connection "
-                "(failures counted at 5 s) while 1 000 connections trickle one header byte a second, then while 60 "
-                "connections send 99 header lines of 64 KB and trickle the 100th; closed attack connections are "
-                "reopened. Each exporter runs alone under the same attacks.", "", slowloris.table(w)]
-    t = results.get("trickle")
-    if t:
-        doc += ["", "## Request heads a byte per segment", "",
-                "`bench/head_trickle.py`: four connections each send a 30 KB request head one byte per TCP segment "
-                "at 10 KB/s, while a scraper asks twice a second; the server's CPU, ours beside node_exporter under "
-                "the same trickle.", "", head_trickle.table(t)]
-    a = results.get("auth")
-    if a:
-        doc += ["", "## Basic auth under a burst", "",
-                "`bench/auth_burst.py`: a cost-10 bcrypt user, nothing cached; 1 000 requests with distinct wrong "
-                "passwords at once, then the right one (each answer awaited 30 s at most), ours beside node_exporter "
-                "with the same web config.", "", auth_burst.table(a)]
+    for key, heading, intro, table, after in _doc_sections(args, png):
+        if results.get(key):
+            doc += ["", f"## {heading}", ""] + ([intro, ""] if intro else []) + [table(results[key])] + (["", after] if after else [])
     doc.append("")
     path.write_text("\n".join(doc))
 
