@@ -158,11 +158,12 @@ def start(config: Config, reg: Registry):
 
 def release_free_heap() -> bool:
     """Return the C heap's free pages to the kernel: glibc's ``malloc_trim(0)`` (True when it
-    released some).  Start-up frees far more than it keeps (the imports' temporaries, the entry
-    point scans of the installed distributions' metadata); glibc gives back on its own only the
-    free space at the top of the heap, so without this some 1.4 MB of freed pages stay resident
-    for the life of the process (``bench/start_memory.py``).  Other C libraries (musl) have no
-    ``malloc_trim``: then nothing happens and this returns False."""
+    released some).  Start-up frees heap it never uses again: above all the compiler's, when
+    modules have no cached bytecode (a source checkout with ``PYTHONDONTWRITEBYTECODE``: some
+    1.4 MB, ``bench/start_memory.py``), else the imports' and the plugin scan's temporaries (well
+    under 0.1 MB).  glibc gives back on its own only the free space at the top of the heap, so
+    without this those pages stay resident for the life of the process.  Other C libraries
+    (musl) have no ``malloc_trim``: then nothing happens and this returns False."""
     if not sys.platform.startswith("linux"):
         return False
     import ctypes  # imported by the OpenTelemetry SDK already: no cost
