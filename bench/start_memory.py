@@ -62,7 +62,61 @@ def measure(python: str | None = None) -> dict:
         started = rss_bytes(proc.pid)
         with open(f"/proc/{proc.pid}/status") as f:
             threads = next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
-    return {"rows": rows, "otlp": otlp, "process": started, "threads": threads}
+        parts = mappings(proc.pid)
+    return {"rows": rows, "otlp": otlp, "process": started, "threads": threads, "mappings": parts}
+
+
+KINDS = (
+    ("libpython", "libpython and the interpreter: the interpreter's code"),
+    ("openssl", "OpenSSL (libcrypto, libssl, _ssl, _hashlib): hashlib and ssl, imported by prometheus_client "
+                "(urllib.request, http.server)"),
+    ("library", "other shared libraries and extension modules (libc, libm, zlib, _ctypes, …)"),
+    ("file", "other mapped files (locale, gconv)"),
+    ("heap", "[heap]: malloc (Python objects over 512 bytes, C libraries' data)"),
+    ("anon", "anonymous: Python's object arenas (objects up to 512 bytes), malloc's large blocks, thread stacks"),
+    ("stack", "[stack]: the main thread's stack"),
+)
+
+
+def _kind(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    if not path:
+        return "anon"
+    if path == "[heap]":
+        return "heap"
+    if path == "[stack]":
+        return "stack"
+    if path.startswith("["):
+        return "library"  # [vdso] and the like
+    if name.startswith(("libcrypto", "libssl", "_ssl.", "_hashlib.")):
+        return "openssl"
+    if name.startswith(("libpython", "python")):
+        return "libpython"
+    if ".so" in name:
+        return "library"
+    return "file"
+
+
+def mappings(pid: int) -> dict[str, int]:
+    """Resident bytes of a process by kind of mapping, from ``/proc/<pid>/smaps``."""
+    out = dict.fromkeys((k for k, _ in KINDS), 0)
+    kind = "anon"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(None, 5)
+            if head and "-" in head[0] and not head[0].endswith(":"):  # a mapping's header line
+                kind = _kind(head[5].strip() if len(head) > 5 else "")
+            elif head and head[0] == "Rss:":
+                out[kind] += int(head[1]) * 1024
+    return out
+
+
+def mappings_table(m: dict) -> str:
+    lines = ["| the exporter at start: resident in | MB |", "|---|---:|"]
+    for kind, label in KINDS:
+        lines.append(f"| {label} | {m['mappings'][kind] / MB:.1f} |")
+    lines.append(f"| **total** | **{sum(m['mappings'].values()) / MB:.1f}** |")
+    return "\n".join(lines)
 
 
 def table(m: dict) -> str:
@@ -81,7 +135,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--python", help="the interpreter of another installation to measure (default: this one)")
     args = p.parse_args()
-    print(table(measure(args.python)))
+    m = measure(args.python)
+    print(table(m) + "\n\n" + mappings_table(m))
     return 0
 
 
