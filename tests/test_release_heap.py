@@ -1,5 +1,4 @@
-"""``cli.py`` beyond its flags (``test_config.py``) and its process (``e2e/test_cli_process.py``):
-the free heap handed back to the kernel after start-up."""
+"""``cli.release_free_heap``: the free heap handed back to the kernel once the exporter has started."""
 
 from __future__ import annotations
 
