@@ -22,7 +22,7 @@ RUN python -m build --outdir /dist .
 
 # ---------------------------------------------------------------- the wheel installed, compilers at hand
 FROM ${PYTHON_IMAGE} AS install
-# Compilers only here, for platforms without binary wheels (e.g. linux/arm/v7 psutil, grpcio).
+# Compilers only here, for platforms without binary wheels (e.g. linux/arm/v7 grpcio).
 # Unpinned: the base image's Debian release decides the versions, and this stage is discarded.
 # hadolint ignore=DL3008
 RUN apt-get update \

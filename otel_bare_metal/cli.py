@@ -113,7 +113,10 @@ def _serve(argv: Sequence[str], environ: Mapping[str, str], reg: Registry | None
     # Everything built so far (modules, the SDK, instruments, caches) lives as long as the process:
     # keep the cyclic garbage collector from walking it in every full collection, which cost a
     # 256-CPU collection up to half again its time (bench/floor.py measures with the same freeze).
+    # The import-time garbage goes first, so that the freeze does not keep it for good.
+    gc.collect()
     gc.freeze()
+    release_free_heap()
     from otel_bare_metal import systemd
 
     systemd.notify("READY=1\nSTATUS=serving on " + " ".join(exporter.server.addresses))  # Type=notify: started
@@ -151,6 +154,27 @@ def start(config: Config, reg: Registry):
         exporter.close()
         raise
     return exporter
+
+
+def release_free_heap() -> bool:
+    """Return the C heap's free pages to the kernel: glibc's ``malloc_trim(0)`` (True when it
+    released some).  Start-up frees heap it never uses again: above all the compiler's, when
+    modules have no cached bytecode (a source checkout with ``PYTHONDONTWRITEBYTECODE``: some
+    1.4 MB, ``bench/start_memory.py``), else the imports' and the plugin scan's temporaries (well
+    under 0.1 MB).  glibc gives back on its own only the free space at the top of the heap, so
+    without this those pages stay resident for the life of the process.  Other C libraries
+    (musl) have no ``malloc_trim``: then nothing happens and this returns False."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes  # imported by the OpenTelemetry SDK already: no cost
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own C library
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return bool(trim(0))
 
 
 def reload(exporter) -> None:

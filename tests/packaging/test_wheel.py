@@ -121,6 +121,17 @@ def test_the_wheel_metadata_is_what_pyproject_declares(built: Built):
         assert f"{PACKAGE}/py.typed" in z.namelist()  # PEP 561: the package's annotations are its API
 
 
+def test_psutil_is_installed_only_where_the_fallbacks_need_it(built: Built):
+    """Linux reads procfs; psutil serves the other systems.  Installed on Linux it would cost the
+    exporter about 1 MB of resident memory (the SDK imports it whenever it is there)."""
+    (psutil,) = [r for r in map(Requirement, metadata(built.wheel).get_all("Requires-Dist"))
+                 if r.name == "psutil" and "extra ==" not in str(r.marker)]  # the test extra has it everywhere
+    assert psutil.marker is not None
+    assert not psutil.marker.evaluate({"sys_platform": "linux", "extra": ""})
+    for other in ("darwin", "win32", "freebsd14"):
+        assert psutil.marker.evaluate({"sys_platform": other, "extra": ""}), other
+
+
 def test_the_plugin_wheel_metadata_is_what_its_pyproject_declares(built: Built):
     project = pyproject(built.source / PLUGIN_DIR)["project"]
     meta = metadata(built.plugin_wheel)
