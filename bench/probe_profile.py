@@ -110,7 +110,7 @@ def run(n: int, top: int) -> str:
     for label, total in totals.items():
         out.write(f"| {label} | {total * 1000 / n:.3f} | {total * 1000 / n / split:.0%} |\n")
     rest = split - sum(totals.values()) * 1000 / n
-    out.write(f"| the rest (allowlist, a page and reader per probe, SDK reader add/remove) | {rest:.3f} | {rest / split:.0%} |\n")
+    out.write(f"| the rest (allowlist, device cache, the target's reader, locks) | {rest:.3f} | {rest / split:.0%} |\n")
     out.write(f"| whole probe, no HTTP | {split:.3f} | 100% |\n\n")
     for key in ("tottime", "cumulative"):
         stats = pstats.Stats(profiler, stream=out)

@@ -310,9 +310,14 @@ class PrometheusPage:
     (nothing older than the request is ever served as its own collection).  Scrapes that
     queue behind a render (HA Prometheus pairs, a Collector beside a Prometheus) then cost one
     collection per queue instead of one each.
+
+    ``keep_last=False`` makes a page that keeps no earlier page, so never serves one: every
+    render is its own collection, and a failed collection raises :class:`PageUnavailable`
+    (``/probe`` keeps one page per target and serves nothing but the probe's own reading).
     """
 
-    def __init__(self, scope_labels: bool = False, target_info: bool = True, metrics: Iterable[Metric] = ()):
+    def __init__(self, scope_labels: bool = False, target_info: bool = True, metrics: Iterable[Metric] = (),
+                 keep_last: bool = True):
         renames = prometheus_renames(metrics)  # one dict: the reader and the encoder see the same updates
         self._fast = None if scope_labels else TextEncoder(target_info, renames)
         self.client_registry = CollectorRegistry(auto_describe=False)  # prometheus_client's, for the stock encoders
@@ -328,6 +333,7 @@ class PrometheusPage:
         self._started: dict[str, float] = {}  # content type → when the last page's collection started
         self._warn = RateLimitedLog(log)
         self._collection = None
+        self._keep_last = keep_last
         self.served_last = 0  # renders answered with the last page (for tests and logs)
         self.shared = 0  # renders answered with a collection that started after they arrived
 
@@ -377,8 +383,9 @@ class PrometheusPage:
             self.served_last += 1
             return last, content_type
         else:
-            self._last[content_type] = body
-            self._started[content_type] = started
+            if self._keep_last:
+                self._last[content_type] = body
+                self._started[content_type] = started
             return body, content_type
         finally:
             self._lock.release()

@@ -210,3 +210,16 @@ class HDHomeRunObservers:
             CABLECARD_RESYNCS: self._cablecard_field("resync"),
             CABLECARD_OVERFLOWS: self._cablecard_field("overflow"),
         }
+
+
+def attribute_key(reading: DeviceReading | None) -> tuple | None:
+    """What decides the attribute sets the observers above give ``reading``'s series: the
+    device's facts (``device_info``), its tuners and each tuner's channel and lock
+    (``tuner_info``).  ``None`` for a reading without facts (a device down): its few series
+    (``up``, the scrape duration) carry attributes every reading of the device has.  A reader
+    that has seen two keys has kept the aggregations of both; one that has seen only one key
+    keeps only series the next reading with that key observes again."""
+    if reading is None or reading.info is None:
+        return None
+    return reading.address, reading.info, tuple(
+        (n, t.tun.channel, t.tun.lock) if t.tun is not None else (n, None, None) for n, t in reading.tuners.items())

@@ -7,15 +7,20 @@ Memory is flat in the number of targets probed (bench/probe_memory.py holds it t
   leaked however the targets were cached.  The probe instruments are registered once, on one
   provider, and observe *the probe being rendered on the calling thread* (a thread-local slot):
   the SDK runs observable callbacks on the thread that collects.
-* **A fresh reader per probe.**  The SDK keeps one aggregation per attribute set it has ever
-  seen, per reader; a reader re-used across targets would keep every past target's series.
-  Each probe therefore adds a new reader (a ``PrometheusPage``) for its one collection and
-  removes it afterwards (``MeterProvider.add_metric_reader``/``remove_metric_reader``), and the
-  storage goes with it.  One collection sees one reader's thread-local reading, so two targets
-  never mix in one response.
-* **Devices in a bounded LRU.**  A ``Device`` (its connection and the facts it learned) is kept
-  for the :data:`~otel_bare_metal.limits.PROBE_DEVICES` most recently probed targets and closed
-  when evicted.
+* **A reader per target, kept with its device.**  The SDK keeps one aggregation per attribute
+  set it has ever seen, per reader; a reader shared by targets would keep every past target's
+  series.  Each cached target therefore has a reader of its own (a ``PrometheusPage``, added to
+  the provider with ``MeterProvider.add_metric_reader``), built on its first probe and kept
+  while the target is cached, so a probe costs the SDK's work per point, not a new storage and
+  encoder cache.  It is removed (``remove_metric_reader``), and its storage goes with it, when
+  the target is evicted, and replaced by a fresh one when the device's attribute sets change
+  (another channel, another device at the address: ``metrics.attribute_key``), so a reader
+  holds one reading's series, never a history.  A probe of a target whose reader is busy with
+  another probe of it renders on a reader of its own for that one probe.  One collection sees
+  one reader's thread-local reading, so two targets never mix in one response.
+* **Targets in a bounded LRU.**  A target (its ``Device``, the connection and the facts it
+  learned, and its reader) is kept for the :data:`~otel_bare_metal.limits.PROBE_DEVICES` most
+  recently probed targets and closed when evicted.
 
 The device is read *before* the collection, outside the SDK's collection lock, so a dead or
 slow device delays only its own probe.  Probes of one device that arrive while it is being
@@ -45,7 +50,7 @@ from opentelemetry.sdk.resources import Resource
 from otel_bare_metal import __version__, limits
 from otel_bare_metal.collectors.hdhomerun.fleet import Device, DeviceReading, FleetReading, LocateFunction
 from otel_bare_metal.collectors.hdhomerun.allowlist import FLAG, Allowlist, ResolveTimeout, TargetNotAllowed
-from otel_bare_metal.collectors.hdhomerun.metrics import METRICS, HDHomeRunObservers
+from otel_bare_metal.collectors.hdhomerun.metrics import METRICS, HDHomeRunObservers, attribute_key
 from otel_bare_metal.logutil import PROBE_BUDGET, RateLimitedLog
 from otel_bare_metal.telemetry import NAMINGS, register
 from otel_bare_metal.telemetry.naming import classic_table
@@ -78,20 +83,35 @@ class _RenderingProbe:
         return FleetReading([reading] if reading is not None else [])
 
 
+class _Target:
+    """One cached target: its device, and the reader (page) its probes render on."""
+
+    __slots__ = ("device", "lock", "page", "key", "closed")
+
+    def __init__(self, device: Device):
+        self.device = device
+        self.lock = threading.Lock()  # held by the probe rendering on ``page``; never waited for
+        self.page: Any = None
+        self.key: tuple | None = None  # metrics.attribute_key of the readings ``page`` has seen
+        self.closed = False
+
+
 class ProbeTarget:
     """One target's handle: ``render`` reads its device and encodes that one reading."""
 
-    def __init__(self, targets: "ProbeTargets", device: Device):
+    def __init__(self, targets: "ProbeTargets", target: _Target):
         self._targets = targets
-        self.device = device
+        self._target = target
+        self.device = target.device
 
     def render(self, accept: str | None, deadline: float | None = None) -> tuple[bytes, str]:
-        return self._targets.render_device(self.device, accept, deadline)
+        return self._targets.render_target(self._target, accept, deadline)
 
 
 class ProbeTargets:
-    """The probed devices and the one provider they are rendered through.  ``page(target_info=,
-    metrics=)`` makes the Prometheus page of one probe (the app passes ``PrometheusPage``)."""
+    """The probed targets and the one provider they are rendered through.  ``page(target_info=,
+    metrics=, keep_last=)`` makes the Prometheus page of one target (the app passes
+    ``PrometheusPage``)."""
 
     def __init__(self, timeout: float, resource: Resource, *, page: Callable[..., Any], max_targets: int = MAX_TARGETS,
                  device_factory: Callable[[str, float], Device] | None = None, naming: str = "otel",
@@ -101,9 +121,9 @@ class ProbeTargets:
         # A probed device logs against the probes' budget; a device id (only a configured
         # one passes the allowlist) is found the way the configured devices are.
         self._device_factory = device_factory or functools.partial(Device, locate=locate, log_budget=PROBE_BUDGET)
-        self._evicted: list[Device] = []
-        self._devices: limits.BoundedCache[object, Device] = limits.BoundedCache(
-            max_targets, on_evict=lambda _key, device: self._evicted.append(device))
+        self._evicted: list[_Target] = []
+        self._targets: limits.BoundedCache[object, _Target] = limits.BoundedCache(
+            max_targets, on_evict=lambda _key, target: self._evicted.append(target))
         self._lock = threading.Lock()
         self._rendering = _RenderingProbe()
         self._provider = meter_provider(resource, [])
@@ -114,47 +134,100 @@ class ProbeTargets:
             definitions = list(METRICS)
         else:
             raise ValueError(f"naming must be one of {NAMINGS}, not {naming!r}")
-        # No collectors to run: the device is read before the collection, by render_device.
+        # No collectors to run: the device is read before the collection, by render_target.
         self._definitions = register(self._provider.get_meter("otel_bare_metal", __version__), observers, [], definitions)
 
     def get(self, target: str) -> ProbeTarget:
         """The target's handle, with its cached Device (a new one if it is not cached)."""
         with self._lock:  # the target is the allowlist's canonical ip:port: one key, one Device, one connection
-            device = self._devices.get(target)
-            if device is None:
-                device = self._devices.put(target, self._device_factory(target, self.timeout))
+            cached = self._targets.get(target)
+            if cached is None:
+                cached = self._targets.put(target, _Target(self._device_factory(target, self.timeout)))
             evicted, self._evicted = self._evicted, []
         for old in evicted:
-            old.close()
-        return ProbeTarget(self, device)
+            self._close(old)
+        return ProbeTarget(self, cached)
 
-    def render_device(self, device: Device, accept: str | None, deadline: float | None = None) -> tuple[bytes, str]:
-        """Read the device (within its timeout, and by ``deadline``, the scrape's, when given),
-        then render that one reading by the same deadline."""
+    def render_target(self, target: _Target, accept: str | None, deadline: float | None = None) -> tuple[bytes, str]:
+        """Read the target's device (within its timeout, and by ``deadline``, the scrape's, when
+        given), then render that one reading by the same deadline on the target's reader."""
+        device = target.device
         try:
             reading: DeviceReading | None = device.read() if deadline is None else device.read(deadline)
         except Exception as e:  # like any failing source: no series, never a failed request
             address = getattr(device, "address", "?")
             _warn(logging.WARNING, address, "probe failed", device=address, err=f"{type(e).__name__}: {e}")
             reading = None
-        page = self._page(target_info=False, metrics=self._definitions)
+        if not target.lock.acquire(blocking=False):  # another probe of it is rendering: never wait for it
+            return self._render_once(reading, accept, deadline)
+        try:
+            if target.closed:
+                return self._render_once(reading, accept, deadline)
+            key = attribute_key(reading)
+            if target.page is None or (key is not None and target.key is not None and key != target.key):
+                self._retire(target)  # other attribute sets: a fresh reader, so no stale aggregation stays
+                target.page = self._new_page()
+                target.key = None
+            if key is not None:
+                target.key = key
+            try:
+                return self._render_on(target.page, reading, accept, deadline)
+            except BaseException:  # a collection cut short may leave measurements in the storage
+                self._retire(target)
+                raise
+        finally:
+            target.lock.release()
+            if target.closed:  # evicted meanwhile: whoever holds the lock last retires the reader
+                self._retire_if_free(target)
+
+    def _new_page(self) -> Any:
+        page = self._page(target_info=False, metrics=self._definitions, keep_last=False)
         self._provider.add_metric_reader(page.reader)
+        return page
+
+    def _render_on(self, page: Any, reading: DeviceReading | None, accept: str | None,
+                   deadline: float | None) -> tuple[bytes, str]:
         try:
             self._rendering.set(reading)
             return page.render(accept, deadline)
         finally:
             self._rendering.set(None)
+
+    def _render_once(self, reading: DeviceReading | None, accept: str | None, deadline: float | None) -> tuple[bytes, str]:
+        """``reading`` rendered on a reader made for it and removed afterwards."""
+        page = self._new_page()
+        try:
+            return self._render_on(page, reading, accept, deadline)
+        finally:
             self._provider.remove_metric_reader(page.reader)
 
+    def _retire(self, target: _Target) -> None:
+        """Remove the target's reader (and so its SDK storage); the caller holds its lock."""
+        page, target.page, target.key = target.page, None, None
+        if page is not None:
+            self._provider.remove_metric_reader(page.reader)
+
+    def _retire_if_free(self, target: _Target) -> None:
+        if target.lock.acquire(blocking=False):
+            try:
+                self._retire(target)
+            finally:
+                target.lock.release()
+
+    def _close(self, target: _Target) -> None:
+        target.closed = True
+        self._retire_if_free(target)
+        target.device.close()
+
     def __len__(self) -> int:
-        return len(self._devices)
+        return len(self._targets)
 
     def close(self) -> None:
         with self._lock:
-            devices = [d for _, d in self._devices.clear()] + self._evicted
+            targets = [t for _, t in self._targets.clear()] + self._evicted
             self._evicted = []
-        for d in devices:
-            d.close()
+        for t in targets:
+            self._close(t)
         self._provider.shutdown()
 
 

@@ -1,4 +1,4 @@
-"""/probe rendering: one shared MeterProvider, a fresh reader per probe, devices in a bounded LRU.
+"""/probe rendering: one shared MeterProvider, a reader per cached target, targets in a bounded LRU.
 
 The reference for "identical output" is the design it replaced: a MeterProvider and page of
 the target's own, built here the way the exporter built it before.
@@ -126,19 +126,106 @@ def _live_aggregations() -> int:
 
 
 def test_past_targets_leave_no_sdk_storage(recorded):
-    """A thousand distinct targets later, the SDK holds no aggregation for any of them: each
-    probe's reader, and its per-attribute-set storage, goes when the probe is rendered."""
+    """A thousand distinct targets later, the SDK holds the aggregations of the cached targets
+    only (a reader each, of one reading's series), and none once the targets are closed: an
+    evicted target's reader, and its per-attribute-set storage, goes with it."""
     live, _ = recorded
+    before = _live_aggregations()
+    one = ProbeTargets(1.0, build_resource({}), page=PrometheusPage,
+                       device_factory=lambda a, t: FixedDevice(replace(live, address=a)))
+    for _ in range(3):
+        assert one.get("127.0.0.1:65001").render(None)[0]
+    per_target = _live_aggregations() - before
+    one.close()
+    assert per_target > 0 and _live_aggregations() == before
     targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, max_targets=16,
                            device_factory=lambda a, t: FixedDevice(replace(live, address=a)))
     try:
-        before = _live_aggregations()
         for n in range(1000):
             assert targets.get(f"127.0.{n // 250}.{n % 250 + 1}:65001").render(None)[0]
-        assert _live_aggregations() == before
+        assert _live_aggregations() - before == 16 * per_target
         assert len(targets) == 16
     finally:
         targets.close()
+    assert _live_aggregations() == before
+
+
+def test_a_target_keeps_no_series_of_an_earlier_channel(recorded):
+    """When a tuner changes channel (other attribute sets), the target's reader is replaced: the
+    page is the new reading's alone and the SDK keeps no aggregation of the old channel."""
+    live, _ = recorded
+    retuned = replace(live, tuners={**live.tuners, 0: replace(
+        live.tuners[0], tun=replace(live.tuners[0].tun, channel="auto:999000000"))})
+    device = FixedDevice(live)
+    before = _live_aggregations()
+    targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, device_factory=lambda a, t: device)
+    try:
+        targets.get(live.address).render(None)
+        held = _live_aggregations() - before
+        device.reading = retuned
+        for _ in range(2):
+            assert targets.get(live.address).render(None) == reference_render(FixedDevice(retuned), "otel", None)
+        assert _live_aggregations() - before == held
+    finally:
+        targets.close()
+
+
+def test_a_failed_collection_leaves_nothing_for_the_next_probe(recorded):
+    """A collection cut short by an error leaves measurements in the reader's storage (an
+    asynchronous counter adds them up): the target's reader is dropped with them, and the next
+    probe's page is exactly its own reading's."""
+    live, dead = recorded
+    device = FixedDevice(live)
+    targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, device_factory=lambda a, t: device)
+    try:
+        target = targets.get(live.address)
+        target.render(None)
+        calls = []
+
+        def failing(*args, **kwargs):  # the SDK's collection failing after some callbacks ran
+            calls.append(1)
+            raise RuntimeError("collection failed")
+
+        page = target._target.page
+        page._render = failing
+        with pytest.raises(Exception):
+            target.render(None)
+        assert calls and target._target.page is None
+        device.reading = dead
+        assert target.render(None) == reference_render(FixedDevice(dead), "otel", None)
+        device.reading = live
+        assert target.render(None) == reference_render(FixedDevice(live), "otel", None)
+    finally:
+        targets.close()
+
+
+def test_concurrent_probes_of_one_target_each_get_its_own_page(recorded):
+    """Probes of one target at once: one renders on the target's reader, the others on readers
+    of their own; every page is the reading's, whole, and no reader is left behind."""
+    live, _ = recorded
+    expected = reference_render(FixedDevice(live), "otel", None)
+    before = _live_aggregations()
+    targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, device_factory=lambda a, t: FixedDevice(live))
+    targets.get(live.address).render(None)
+    held = _live_aggregations() - before
+    failures = []
+
+    def worker():
+        for _ in range(40):
+            got = targets.get(live.address).render(None)
+            if got != expected:
+                failures.append(got)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+    assert _live_aggregations() - before == held
+    targets.close()
+    assert _live_aggregations() == before
 
 
 def test_evicted_devices_are_closed_and_close_closes_the_rest(recorded):
