@@ -58,6 +58,8 @@ def parse_int(value: str, *, key: str = "value", line: str | None = None) -> int
     """An integer field: ``none`` -> None, ``83`` -> 83, ``83(-10dBmV)`` -> 83."""
     if value == "none":
         return None
+    if value.isdigit() and value.isascii() and len(value) <= _MAX_DIGITS:  # the common case, without the regex
+        return int(value)
     m = _INT_RE.fullmatch(value)
     if m is None:
         where = f" in line {line!r}" if line is not None else ""
@@ -178,7 +180,7 @@ _SECTIONS = ("tun", "dev", "cc", "ts", "flt", "net")
 def _split_line(line: str) -> tuple[str, list[str]]:
     prefix, sep, rest = line.partition(":")
     prefix = prefix.strip()
-    if not sep or not prefix or any(c.isspace() for c in prefix) or "=" in prefix:
+    if not sep or not prefix or (not prefix.isalnum() and any(c.isspace() for c in prefix)) or "=" in prefix:
         raise ParseError(f"expected 'prefix: key=value ...', got {line!r}")
     return prefix, rest.split()
 

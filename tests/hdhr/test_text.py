@@ -159,10 +159,19 @@ def test_parse_error_is_value_error_and_quotes_line() -> None:
 
 @pytest.mark.parametrize(
     "value,expected",
-    [("0", 0), ("-5", -5), ("+7", 7), ("83(-10dBmV)", 83), ("90(29dB)", 90), ("none", None)],
+    [("0", 0), ("-5", -5), ("+7", 7), ("007", 7), ("1" * 40, int("1" * 40)), ("83(-10dBmV)", 83), ("90(29dB)", 90),
+     ("none", None)],
 )
 def test_parse_int(value: str, expected: int | None) -> None:
     assert parse_int(value) == expected
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0661\u0662", "1" * 41, "1 2", "", "12(", "0x10"])
+def test_parse_int_refuses_what_is_not_a_plain_integer(value: str) -> None:
+    """Digits other than ASCII ones (``str.isdigit`` accepts them, ``int`` does not all), and
+    implausibly long numbers, are refused like any other malformed value."""
+    with pytest.raises(ParseError):
+        parse_int(value)
 
 
 # -- random text -------------------------------------------------------------------------------

@@ -363,7 +363,8 @@ class Device:
             else:
                 last, total = state
                 state[0], state[1] = raw, total + (raw - last if raw >= last else raw)  # a reset counts from 0
-            changes.setdefault(section_name, {})[name] = state[1]
+            if state[1] != raw:  # the total is the raw value until the counter first resets
+                changes.setdefault(section_name, {})[name] = state[1]
         if not changes:
             return debug
         return replace(debug, **{s: replace(getattr(debug, s), **fields) for s, fields in changes.items()})
