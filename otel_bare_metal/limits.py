@@ -14,6 +14,10 @@ from typing import Callable, Generic, Hashable, TypeVar
 
 #: Probe targets whose device (connection and learned facts) is kept between probes.
 PROBE_DEVICES = 256
+#: Probe targets, of those, whose reader (SDK storage and encoder caches: about 10 KB for a dead
+#: device, several times that for a live one) is kept between probes; the others get a fresh
+#: reader per probe.
+PROBE_READERS = 32
 #: Bcrypt-accepted credentials remembered by --web.config.file basic auth.
 AUTH_CACHE = 256
 #: Bcrypt-refused credentials remembered (apart from the accepted ones, which a flood of wrong

@@ -45,6 +45,9 @@ __all__ = [
 
 #: libhdhomerun uses 2.5 s connect/send/receive timeouts.
 DEFAULT_TIMEOUT = 2.5
+#: Bytes asked of the socket per read: a getset reply (a tuner's debug text is about 200 bytes)
+#: fits in one read; a larger frame is read in pieces as before.
+RECV_SIZE = 4096
 
 UNKNOWN_VARIABLE = "ERROR: unknown getset variable"
 
@@ -142,6 +145,7 @@ class Client:
         self.timeout = float(timeout)
         self._connect: ConnectFunction = connect or _create_connection
         self._sock: socket.socket | None = sock
+        self._pending = b""  # bytes read from the socket past the last frame (the stream's, not yet consumed)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -167,6 +171,7 @@ class Client:
         self.close()
 
     def _drop_connection(self) -> None:
+        self._pending = b""
         if self._sock is not None:
             try:
                 self._sock.close()
@@ -199,9 +204,17 @@ class Client:
                 view = view[sent:]
 
             def recv(n: int) -> bytes:
+                # One socket read takes a whole reply as it usually arrives (header and payload
+                # in one segment); what read_frame has not asked for yet waits in _pending.
                 nonlocal got_any
+                if self._pending:
+                    chunk, self._pending = self._pending[:n], self._pending[n:]
+                    got_any = True
+                    return chunk
                 sock.settimeout(deadline.remaining())
-                chunk = sock.recv(n)
+                chunk = sock.recv(max(n, RECV_SIZE))
+                if len(chunk) > n:
+                    chunk, self._pending = chunk[:n], chunk[n:]
                 if chunk:
                     got_any = True
                 elif not got_any:

@@ -280,6 +280,34 @@ def test_reply_in_pieces(scripted) -> None:  # type: ignore[no-untyped-def]
     assert server.connections == 1
 
 
+def test_two_replies_in_one_segment_are_two_replies(scripted) -> None:  # type: ignore[no-untyped-def]
+    """Bytes read past one reply frame are the start of the next one: the next request gets
+    them, in order, and a dropped connection forgets them with the stream."""
+    first, second = reply_frame("/sys/model", "hdhomerun4_atsc"), reply_frame("/sys/model", "hdhomerun5_atsc")
+
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        if recv_request(conn) is None:
+            return
+        conn.sendall(first + second)  # one write: the client reads both in one go
+        n = 1
+        while not stop.is_set() and recv_request(conn) is not None:
+            n += 1
+            conn.sendall(reply_frame("/sys/model", f"reply to request {n}"))
+
+    server = scripted(script)
+    with Client(server.address) as c:
+        assert c.get("/sys/model") == "hdhomerun4_atsc"
+        assert c.get("/sys/model") == "hdhomerun5_atsc"  # served from what the first read took
+        # the stream stays one reply ahead, as it would if the bytes had waited in the socket
+        assert c.get("/sys/model") == "reply to request 2"
+    server2 = scripted(script)
+    with Client(server2.address) as c:
+        assert c.get("/sys/model") == "hdhomerun4_atsc"
+        c._drop_connection()  # what any failure does: the stream's unread bytes go with it
+        assert c.get("/sys/model") == "hdhomerun4_atsc"
+    assert server2.connections == 2
+
+
 def test_value_without_nul(scripted) -> None:  # type: ignore[no-untyped-def]
     server = scripted(_serve_reply(reply_frame("/sys/model", "hdhomerun5_dvbt", nul=False)))
     with Client(server.address) as c:

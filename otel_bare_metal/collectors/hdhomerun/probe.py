@@ -7,20 +7,22 @@ Memory is flat in the number of targets probed (bench/probe_memory.py holds it t
   leaked however the targets were cached.  The probe instruments are registered once, on one
   provider, and observe *the probe being rendered on the calling thread* (a thread-local slot):
   the SDK runs observable callbacks on the thread that collects.
-* **A reader per target, kept with its device.**  The SDK keeps one aggregation per attribute
-  set it has ever seen, per reader; a reader shared by targets would keep every past target's
-  series.  Each cached target therefore has a reader of its own (a ``PrometheusPage``, added to
-  the provider with ``MeterProvider.add_metric_reader``), built on its first probe and kept
-  while the target is cached, so a probe costs the SDK's work per point, not a new storage and
-  encoder cache.  It is removed (``remove_metric_reader``), and its storage goes with it, when
-  the target is evicted, and replaced by a fresh one when the device's attribute sets change
-  (another channel, another device at the address: ``metrics.attribute_key``), so a reader
-  holds one reading's series, never a history.  A probe of a target whose reader is busy with
-  another probe of it renders on a reader of its own for that one probe.  One collection sees
-  one reader's thread-local reading, so two targets never mix in one response.
-* **Targets in a bounded LRU.**  A target (its ``Device``, the connection and the facts it
-  learned, and its reader) is kept for the :data:`~otel_bare_metal.limits.PROBE_DEVICES` most
-  recently probed targets and closed when evicted.
+* **A reader per recent target.**  The SDK keeps one aggregation per attribute set it has ever
+  seen, per reader; a reader shared by targets would keep every past target's series.  The
+  :data:`~otel_bare_metal.limits.PROBE_READERS` most recently probed targets therefore keep a
+  reader of their own (a ``PrometheusPage``, added to the provider with
+  ``MeterProvider.add_metric_reader``), so a repeated probe costs the SDK's work per point, not a
+  new storage and cold encoder caches; any other target, and a device down that has no reader
+  yet, gets a reader for its probe.  A reader
+  is removed (``remove_metric_reader``), and its storage goes with it, when its target falls out
+  of that set, and replaced by a fresh one when the device's attribute sets change (another
+  channel, another device at the address: ``metrics.attribute_key``) or a collection failed,
+  so a reader holds one reading's series, never a history.  A probe of a target whose reader
+  is busy with another probe of it renders on a reader of its own for that one probe.  One
+  collection sees one reader's thread-local reading, so two targets never mix in one response.
+* **Devices in a bounded LRU.**  A ``Device`` (its connection and the facts it learned) is kept
+  for the :data:`~otel_bare_metal.limits.PROBE_DEVICES` most recently probed targets and closed
+  when evicted.
 
 The device is read *before* the collection, outside the SDK's collection lock, so a dead or
 slow device delays only its own probe.  Probes of one device that arrive while it is being
@@ -60,6 +62,7 @@ log = logging.getLogger(__name__)
 _warn = RateLimitedLog(log, budget=PROBE_BUDGET)
 
 MAX_TARGETS = limits.PROBE_DEVICES
+MAX_READERS = limits.PROBE_READERS
 #: Probes served at once by default (``--hdhomerun.max-probes``), as many as ``--web.max-requests``
 #: allows scrapes of ``/metrics``.
 DEFAULT_MAX_PROBES = 40
@@ -84,16 +87,18 @@ class _RenderingProbe:
 
 
 class _Target:
-    """One cached target: its device, and the reader (page) its probes render on."""
+    """One cached target: its device, and the reader (page) its probes render on, while it is
+    among the most recently probed."""
 
-    __slots__ = ("device", "lock", "page", "key", "closed")
+    __slots__ = ("device", "lock", "page", "key", "closed", "unpage")
 
     def __init__(self, device: Device):
         self.device = device
         self.lock = threading.Lock()  # held by the probe rendering on ``page``; never waited for
         self.page: Any = None
         self.key: tuple | None = None  # metrics.attribute_key of the readings ``page`` has seen
-        self.closed = False
+        self.closed = False  # evicted: its device is closed, its reader goes
+        self.unpage = False  # its reader goes (fewer readers than targets are kept)
 
 
 class ProbeTarget:
@@ -115,7 +120,7 @@ class ProbeTargets:
 
     def __init__(self, timeout: float, resource: Resource, *, page: Callable[..., Any], max_targets: int = MAX_TARGETS,
                  device_factory: Callable[[str, float], Device] | None = None, naming: str = "otel",
-                 locate: LocateFunction | None = None):
+                 locate: LocateFunction | None = None, max_readers: int = MAX_READERS):
         self.timeout = timeout
         self._page = page
         # A probed device logs against the probes' budget; a device id (only a configured
@@ -124,6 +129,9 @@ class ProbeTargets:
         self._evicted: list[_Target] = []
         self._targets: limits.BoundedCache[object, _Target] = limits.BoundedCache(
             max_targets, on_evict=lambda _key, target: self._evicted.append(target))
+        self._unpaged: list[_Target] = []
+        self._paged: limits.BoundedCache[_Target, _Target] = limits.BoundedCache(
+            max_readers, on_evict=lambda _key, target: self._unpaged.append(target))
         self._lock = threading.Lock()
         self._rendering = _RenderingProbe()
         self._provider = meter_provider(resource, [])
@@ -164,10 +172,19 @@ class ProbeTargets:
             if target.closed:
                 return self._render_once(reading, accept, deadline)
             key = attribute_key(reading)
-            if target.page is None or (key is not None and target.key is not None and key != target.key):
+            if target.page is None and key is None:  # a device down, never read: a reader for this probe only
+                return self._render_once(reading, accept, deadline)
+            if target.unpage or (key is not None and target.key is not None and key != target.key):
                 self._retire(target)  # other attribute sets: a fresh reader, so no stale aggregation stays
+            with self._lock:  # the most recently probed targets keep their readers
+                if target.page is None or self._paged.get(target) is None:
+                    self._paged.put(target, target)
+                unpaged, self._unpaged = self._unpaged, []
+            for other in unpaged:
+                other.unpage = True
+                self._retire_if_free(other)
+            if target.page is None:
                 target.page = self._new_page()
-                target.key = None
             if key is not None:
                 target.key = key
             try:
@@ -177,7 +194,7 @@ class ProbeTargets:
                 raise
         finally:
             target.lock.release()
-            if target.closed:  # evicted meanwhile: whoever holds the lock last retires the reader
+            if target.closed or target.unpage:  # evicted meanwhile: whoever holds the lock last retires the reader
                 self._retire_if_free(target)
 
     def _new_page(self) -> Any:
@@ -203,19 +220,22 @@ class ProbeTargets:
 
     def _retire(self, target: _Target) -> None:
         """Remove the target's reader (and so its SDK storage); the caller holds its lock."""
-        page, target.page, target.key = target.page, None, None
+        page, target.page, target.key, target.unpage = target.page, None, None, False
         if page is not None:
             self._provider.remove_metric_reader(page.reader)
 
     def _retire_if_free(self, target: _Target) -> None:
         if target.lock.acquire(blocking=False):
             try:
-                self._retire(target)
+                if target.closed or target.unpage:
+                    self._retire(target)
             finally:
                 target.lock.release()
 
     def _close(self, target: _Target) -> None:
         target.closed = True
+        with self._lock:
+            self._paged.pop(target)
         self._retire_if_free(target)
         target.device.close()
 

@@ -126,9 +126,9 @@ def _live_aggregations() -> int:
 
 
 def test_past_targets_leave_no_sdk_storage(recorded):
-    """A thousand distinct targets later, the SDK holds the aggregations of the cached targets
-    only (a reader each, of one reading's series), and none once the targets are closed: an
-    evicted target's reader, and its per-attribute-set storage, goes with it."""
+    """A thousand distinct targets later, the SDK holds the aggregations of the most recent
+    targets that keep a reader (one reading's series each), and none once the targets are
+    closed: a reader, and its per-attribute-set storage, goes when its target falls out."""
     live, _ = recorded
     before = _live_aggregations()
     one = ProbeTargets(1.0, build_resource({}), page=PrometheusPage,
@@ -138,16 +138,33 @@ def test_past_targets_leave_no_sdk_storage(recorded):
     per_target = _live_aggregations() - before
     one.close()
     assert per_target > 0 and _live_aggregations() == before
-    targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, max_targets=16,
+    targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, max_targets=16, max_readers=4,
                            device_factory=lambda a, t: FixedDevice(replace(live, address=a)))
     try:
         for n in range(1000):
-            assert targets.get(f"127.0.{n // 250}.{n % 250 + 1}:65001").render(None)[0]
-        assert _live_aggregations() - before == 16 * per_target
+            address = f"127.0.{n // 250}.{n % 250 + 1}:65001"
+            assert targets.get(address).render(None) == reference_render(FixedDevice(replace(live, address=address)), "otel", None)
+        assert _live_aggregations() - before == 4 * per_target
         assert len(targets) == 16
     finally:
         targets.close()
     assert _live_aggregations() == before
+
+
+def test_dead_targets_keep_no_reader(recorded):
+    """A target whose device is down, and has never been read, gets a reader for its one probe:
+    a caller cycling through dead addresses leaves no SDK storage behind."""
+    _, dead = recorded
+    before = _live_aggregations()
+    targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, max_targets=16,
+                           device_factory=lambda a, t: FixedDevice(replace(dead, address=a)))
+    try:
+        for n in range(30):
+            address = f"127.0.1.{n + 1}:9"
+            assert targets.get(address).render(None) == reference_render(FixedDevice(replace(dead, address=address)), "otel", None)
+            assert _live_aggregations() == before
+    finally:
+        targets.close()
 
 
 def test_a_target_keeps_no_series_of_an_earlier_channel(recorded):
