@@ -84,7 +84,16 @@ def _parse_pairs(tokens: list[str], line: str) -> dict[str, str]:
 
 
 def _ints(pairs: Mapping[str, str], keys: tuple[str, ...], line: str) -> dict[str, int | None]:
-    return {k: (parse_int(pairs[k], key=k, line=line) if k in pairs else None) for k in keys}
+    out: dict[str, int | None] = {}
+    for k in keys:
+        value = pairs.get(k)
+        if value is None:
+            out[k] = None
+        elif value.isdigit() and value.isascii() and len(value) <= _MAX_DIGITS:  # parse_int's common case, inline
+            out[k] = int(value)
+        else:
+            out[k] = parse_int(value, key=k, line=line)
+    return out
 
 
 @dataclass(frozen=True)
