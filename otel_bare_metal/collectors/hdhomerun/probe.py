@@ -74,16 +74,18 @@ class _RenderingProbe:
     the ``SourceWorker`` the observers of a configured device read their ``result`` from; outside
     a render, or when the device read raised, there is no device and so no series."""
 
+    _NONE = FleetReading([])
+
     def __init__(self) -> None:
         self._local = threading.local()
 
     def set(self, reading: DeviceReading | None) -> None:
-        self._local.reading = reading
+        # Made once per probe: every instrument's callback reads it.
+        self._local.fleet = FleetReading([reading]) if reading is not None else None
 
     @property
     def result(self) -> FleetReading:
-        reading = getattr(self._local, "reading", None)
-        return FleetReading([reading] if reading is not None else [])
+        return getattr(self._local, "fleet", None) or self._NONE
 
 
 class _Target:
