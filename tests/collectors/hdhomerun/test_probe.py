@@ -151,6 +151,41 @@ def test_past_targets_leave_no_sdk_storage(recorded):
     assert _live_aggregations() == before
 
 
+def test_readers_taken_from_targets_in_use_stay_correct(recorded):
+    """More targets than kept readers, probed from several threads at once: readers are taken
+    from targets while they render; every page is still its own target's, whole, and closing
+    leaves no SDK storage."""
+    live, _ = recorded
+    readings = {f"127.0.0.{n}:65001": replace(live, address=f"127.0.0.{n}:65001") for n in range(1, 9)}
+    expected = {a: reference_render(FixedDevice(r), "otel", None) for a, r in readings.items()}
+    before = _live_aggregations()
+    targets = ProbeTargets(1.0, build_resource({}), page=PrometheusPage, max_readers=2,
+                           device_factory=lambda a, t: FixedDevice(readings[a]))
+    failures = []
+
+    def worker(offset):
+        addresses = list(readings)
+        for i in range(80):
+            address = addresses[(i + offset) % len(addresses)]
+            try:
+                got = targets.get(address).render(None)
+            except Exception as e:  # noqa: BLE001  # any error is a failure of the test
+                failures.append((address, repr(e)))
+                continue
+            if got != expected[address]:
+                failures.append((address, "page"))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+    targets.close()
+    assert _live_aggregations() == before
+
+
 def test_dead_targets_keep_no_reader(recorded):
     """A target whose device is down, and has never been read, gets a reader for its one probe:
     a caller cycling through dead addresses leaves no SDK storage behind."""
