@@ -310,14 +310,9 @@ class PrometheusPage:
     (nothing older than the request is ever served as its own collection).  Scrapes that
     queue behind a render (HA Prometheus pairs, a Collector beside a Prometheus) then cost one
     collection per queue instead of one each.
-
-    ``keep_last=False`` makes a page that keeps no earlier page, so never serves one: every
-    render is its own collection, and a failed collection raises :class:`PageUnavailable`
-    (``/probe`` keeps one page per target and serves nothing but the probe's own reading).
     """
 
-    def __init__(self, scope_labels: bool = False, target_info: bool = True, metrics: Iterable[Metric] = (),
-                 keep_last: bool = True):
+    def __init__(self, scope_labels: bool = False, target_info: bool = True, metrics: Iterable[Metric] = ()):
         renames = prometheus_renames(metrics)  # one dict: the reader and the encoder see the same updates
         self._fast = None if scope_labels else TextEncoder(target_info, renames)
         self.client_registry = CollectorRegistry(auto_describe=False)  # prometheus_client's, for the stock encoders
@@ -333,7 +328,9 @@ class PrometheusPage:
         self._started: dict[str, float] = {}  # content type → when the last page's collection started
         self._warn = RateLimitedLog(log)
         self._collection = None
-        self._keep_last = keep_last
+        # False: keep no earlier page, so never serve one: every render is its own collection and
+        # a failed one raises PageUnavailable (/probe, whose page must be the probe's own reading).
+        self.keep_last = True
         self.served_last = 0  # renders answered with the last page (for tests and logs)
         self.shared = 0  # renders answered with a collection that started after they arrived
 
@@ -383,7 +380,7 @@ class PrometheusPage:
             self.served_last += 1
             return last, content_type
         else:
-            if self._keep_last:
+            if self.keep_last:
                 self._last[content_type] = body
                 self._started[content_type] = started
             return body, content_type

@@ -117,8 +117,7 @@ class ProbeTarget:
 
 class ProbeTargets:
     """The probed targets and the one provider they are rendered through.  ``page(target_info=,
-    metrics=, keep_last=)`` makes the Prometheus page of one target (the app passes
-    ``PrometheusPage``)."""
+    metrics=)`` makes the Prometheus page of one target (the app passes ``PrometheusPage``)."""
 
     def __init__(self, timeout: float, resource: Resource, *, page: Callable[..., Any], max_targets: int = MAX_TARGETS,
                  device_factory: Callable[[str, float], Device] | None = None, naming: str = "otel",
@@ -200,7 +199,8 @@ class ProbeTargets:
                 self._retire_if_free(target)
 
     def _new_page(self) -> Any:
-        page = self._page(target_info=False, metrics=self._definitions, keep_last=False)
+        page = self._page(target_info=False, metrics=self._definitions)
+        page.keep_last = False  # a probe's page is its own reading's, never an earlier one
         self._provider.add_metric_reader(page.reader)
         return page
 
