@@ -283,7 +283,12 @@ def test_tls_section_without_cert_or_auth_keys_is_plain(tmp_path):
     assert cfg.ssl_context() is None
 
 
-TLS = "tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+def tls(*lines: str, cert: str = "server.crt", key: str = "server.key") -> str:
+    """A ``tls_server_config`` section with ``cert_file`` and ``key_file`` (by default a matching pair
+    in ``cfgdir``), then ``lines``, one key each."""
+    return f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n" + "".join(f"  {line}\n" for line in lines)
+
+
 ERROR_CASES = {
     "missing file": (None, "cannot read: No such file or directory"),
     "bad yaml": ("tls_server_config: [unclosed\n", "invalid YAML"),
@@ -294,48 +299,24 @@ ERROR_CASES = {
     "unknown http key": ("http_server_config:\n  header: {}\n", "unknown key 'header' in http_server_config"),
     "duplicate key": ("basic_auth_users: {}\nbasic_auth_users: {}\n", "duplicate key 'basic_auth_users'"),
     "section not a mapping": ("tls_server_config: server.crt\n", "tls_server_config must be a mapping"),
-    "cert missing": (TLS.format(cert="nope.crt", key="server.key"), "cannot read cert_file"),
-    "key missing": (TLS.format(cert="server.crt", key="nope.key"), "cannot read key_file"),
-    "cert is a directory": (TLS.format(cert=".", key="server.key"), "cannot read cert_file"),
-    "cert not PEM": (TLS.format(cert="web.yml", key="server.key"), "is not a PEM certificate or key"),
-    "key does not match": (TLS.format(cert="server.crt", key="client.key"), "does not match cert_file"),
-    "key encrypted": (TLS.format(cert="server.crt", key="encrypted.key"), "is encrypted"),
+    "cert missing": (tls(cert="nope.crt"), "cannot read cert_file"),
+    "key missing": (tls(key="nope.key"), "cannot read key_file"),
+    "cert is a directory": (tls(cert="."), "cannot read cert_file"),
+    "cert not PEM": (tls(cert="web.yml"), "is not a PEM certificate or key"),
+    "key does not match": (tls(key="client.key"), "does not match cert_file"),
+    "key encrypted": (tls(key="encrypted.key"), "is encrypted"),
     "cert without key": ("tls_server_config:\n  cert_file: server.crt\n", "missing key_file"),
     "key without cert": ("tls_server_config:\n  key_file: server.key\n", "missing cert_file"),
     "inline cert": ("tls_server_config:\n  cert: '-----BEGIN'\n", "inline PEM) is not supported"),
-    "bad client_auth_type": (
-        TLS.format(cert="server.crt", key="server.key") + "  client_auth_type: RequireClientCertPlease\n",
-        "invalid client_auth_type 'RequireClientCertPlease'",
-    ),
-    "verify without CA": (
-        TLS.format(cert="server.crt", key="server.key") + "  client_auth_type: RequireAndVerifyClientCert\n",
-        "needs client_ca_file",
-    ),
-    "CA without client auth": (
-        TLS.format(cert="server.crt", key="server.key") + "  client_ca_file: ca.crt\n",
-        "client_ca_file is set but client_auth_type is NoClientCert",
-    ),
-    "CA missing": (
-        TLS.format(cert="server.crt", key="server.key")
-        + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: nope.crt\n",
-        "cannot read client_ca_file",
-    ),
-    "CA not PEM": (
-        TLS.format(cert="server.crt", key="server.key")
-        + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: web.yml\n",
-        "cannot load client_ca_file",
-    ),
-    "bad min_version": (
-        TLS.format(cert="server.crt", key="server.key") + "  min_version: TLS14\n",
-        "invalid min_version 'TLS14'",
-    ),
-    "min above max": (
-        TLS.format(cert="server.crt", key="server.key") + "  min_version: TLS13\n  max_version: TLS12\n",
-        "min_version TLS13 is above max_version TLS12",
-    ),
+    "bad client_auth_type": (tls("client_auth_type: RequireClientCertPlease"), "invalid client_auth_type 'RequireClientCertPlease'"),
+    "verify without CA": (tls("client_auth_type: RequireAndVerifyClientCert"), "needs client_ca_file"),
+    "CA without client auth": (tls("client_ca_file: ca.crt"), "client_ca_file is set but client_auth_type is NoClientCert"),
+    "CA missing": (tls("client_auth_type: RequireAndVerifyClientCert", "client_ca_file: nope.crt"), "cannot read client_ca_file"),
+    "CA not PEM": (tls("client_auth_type: RequireAndVerifyClientCert", "client_ca_file: web.yml"), "cannot load client_ca_file"),
+    "bad min_version": (tls("min_version: TLS14"), "invalid min_version 'TLS14'"),
+    "min above max": (tls("min_version: TLS13", "max_version: TLS12"), "min_version TLS13 is above max_version TLS12"),
     "SANs without required cert": (
-        TLS.format(cert="server.crt", key="server.key")
-        + "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.crt\n  client_allowed_sans: [a]\n",
+        tls("client_auth_type: VerifyClientCertIfGiven", "client_ca_file: ca.crt", "client_allowed_sans: [a]"),
         "client_allowed_sans needs",
     ),
     "plain-text password": ("basic_auth_users:\n  alice: secret\n", "password of user 'alice' is not a bcrypt hash"),
