@@ -117,3 +117,34 @@ def log_text(records) -> str:
     from otel_bare_metal.logutil import LogfmtFormatter
 
     return "\n".join(LogfmtFormatter().format(r) for r in records)
+
+
+class ScriptedClient:
+    """A stand-in for an HDHomeRun client (unit tests only) whose one tuner's /tuner0/debug CRC counter
+    follows ``crc_values``, one value per read: resets and values no device should send included."""
+
+    def __init__(self, crc_values):
+        self.timeout = 1.0
+        self.crc = iter(crc_values)
+
+    def model(self, *, deadline):
+        return "hdhomerun4_atsc"
+
+    hwmodel = version = model
+
+    def tuner_debug(self, n, *, deadline):
+        from otel_bare_metal.hdhr import parse_tuner_debug
+
+        return parse_tuner_debug(f"tun: ch=none lock=none ss=0 snq=0 seq=0\nts: bps=0 te=0 crc={next(self.crc)}\n")
+
+    def close(self):
+        pass
+
+
+def scripted_device(crc_values):
+    """A fleet ``Device`` with one tuner whose CRC counter reads ``crc_values`` in turn (a
+    :class:`ScriptedClient`; the documentation address 192.0.2.1 is never dialled)."""
+    from otel_bare_metal.collectors.hdhomerun.fleet import Device, Discovered
+
+    return Device("192.0.2.1", timeout=1.0, client_factory=lambda address, timeout: ScriptedClient(crc_values),
+                  discover=lambda address, window: Discovered("12345674", 1))

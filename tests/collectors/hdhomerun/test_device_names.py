@@ -8,15 +8,14 @@ import socket
 
 import pytest
 
-from helpers import fetch, samples
+from helpers import fetch, samples, scripted_device
 from otel_bare_metal.app import App
 from otel_bare_metal.collectors.hdhomerun import HDHomeRunOptions
 from otel_bare_metal.config import Config
 from otel_bare_metal.collectors.hdhomerun.allowlist import Allowlist
-from otel_bare_metal.hdhr import parse_tuner_debug
 from otel_bare_metal.hdhr import packet as pkt
 from otel_bare_metal.hdhr.simulator import Simulator
-from otel_bare_metal.collectors.hdhomerun.fleet import Device, Discovered, Fleet
+from otel_bare_metal.collectors.hdhomerun.fleet import Device, Fleet
 from otel_bare_metal.telemetry.resource import build_resource
 
 # A loopback address of this module's own, so the simulator may take the device port 65001
@@ -102,28 +101,8 @@ def test_a_link_local_zone_is_spelled_by_its_interface_name():
         Allowlist(["[::1]:*"]).check("[::1%1]:7")
 
 
-class ScriptedClient:
-    """A client whose /tuner0/debug CRC counter follows a script."""
-
-    def __init__(self, crc_values):
-        self.timeout = 1.0
-        self.crc = iter(crc_values)
-
-    def model(self, *, deadline):
-        return "hdhomerun4_atsc"
-
-    hwmodel = version = model
-
-    def tuner_debug(self, n, *, deadline):
-        return parse_tuner_debug(f"tun: ch=none lock=none ss=0 snq=0 seq=0\nts: bps=0 te=0 crc={next(self.crc)}\n")
-
-    def close(self):
-        pass
-
-
 def test_a_negative_counter_is_rejected_never_folded_into_the_total(caplog):
-    device = Device("192.0.2.1", timeout=1.0, client_factory=lambda a, t: ScriptedClient([10, -1000, 5, 7]),
-                    discover=lambda address, window: Discovered("12345674", 1))
+    device = scripted_device([10, -1000, 5, 7])
     with caplog.at_level(logging.WARNING, logger="otel_bare_metal"):
         totals = [device.read().tuners[0].ts.crc for _ in range(4)]
     # -1000 is no count: the total stays at 10; 5 after 10 is a reset (counts from 0); 7 adds 2.
@@ -132,8 +111,7 @@ def test_a_negative_counter_is_rejected_never_folded_into_the_total(caplog):
 
 
 def test_a_negative_first_counter_gives_no_point():
-    device = Device("192.0.2.1", timeout=1.0, client_factory=lambda a, t: ScriptedClient([-3, 4]),
-                    discover=lambda address, window: Discovered("12345674", 1))
+    device = scripted_device([-3, 4])
     assert device.read().tuners[0].ts.crc is None
     assert device.read().tuners[0].ts.crc == 4
 

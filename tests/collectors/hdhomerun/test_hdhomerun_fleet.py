@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from helpers import scripted_device
 from otel_bare_metal.hdhr import MAX_TUNERS
 from otel_bare_metal.hdhr.simulator import Faults, Simulator
-from otel_bare_metal.hdhr.text import parse_tuner_debug
-from otel_bare_metal.collectors.hdhomerun.fleet import Device, Discovered, Fleet
+from otel_bare_metal.collectors.hdhomerun.fleet import Device, Fleet
 
 
 def wait_until(predicate, timeout=15.0):
@@ -128,29 +128,9 @@ def test_the_tuner_count_probe_is_kept_zero_and_capped():
             device.close()
 
 
-class ScriptedClient:
-    """A client whose /tuner0/debug counters follow a script (device resets included)."""
-
-    def __init__(self, crc_values):
-        self.timeout = 1.0
-        self.crc = iter(crc_values)
-
-    def model(self, *, deadline):
-        return "hdhomerun4_atsc"
-
-    hwmodel = version = model
-
-    def tuner_debug(self, n, *, deadline):
-        return parse_tuner_debug(f"tun: ch=none lock=none ss=0 snq=0 seq=0\nts: bps=0 te=0 crc={next(self.crc)}\n")
-
-    def close(self):
-        pass
-
-
 def test_device_counters_never_go_backwards():
     """A tuner resets its counters on a channel change: the export keeps a running total."""
-    device = Device("192.0.2.1", timeout=1.0, client_factory=lambda a, t: ScriptedClient([5, 7, 2, 3, 3]),
-                    discover=lambda address, window: Discovered("12345674", 1))
+    device = scripted_device([5, 7, 2, 3, 3])
     totals = [device.read().tuners[0].ts.crc for _ in range(5)]
     assert totals == [5, 7, 9, 10, 10]
 
