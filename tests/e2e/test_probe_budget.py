@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 
 from helpers import exporter_command, fetch, free_port, samples, wait_for_http
 from otel_bare_metal.app import App
@@ -68,55 +69,50 @@ def wait_until(predicate, timeout=30.0):
     return False
 
 
-def test_probes_that_never_end_leave_metrics_its_slots():
-    silent = Silent(40)
-    exporter = App(Config(listen_address="127.0.0.1:0", collectors={}, max_requests=40, options={
-        "hdhomerun": HDHomeRunOptions(timeout=30.0, allow_targets=("127.0.0.0/8:*",))}),
+@contextmanager
+def probes_in_flight(n, path, scrape_timeout, **hdhomerun):
+    """An exporter with ``n`` --web.max-requests slots and ``n`` probes on ``path`` (``/probe`` or
+    ``/metrics``) in flight, each waiting on its own target that accepts and never answers;
+    yields the exporter, its base URL and one of those silent targets. The probes end at their
+    scrape timeout."""
+    silent = Silent(n)
+    exporter = App(Config(listen_address="127.0.0.1:0", collectors={}, max_requests=n, options={
+        "hdhomerun": HDHomeRunOptions(timeout=30.0, allow_targets=("127.0.0.0/8:*",), **hdhomerun)}),
                    resource=build_resource({}), collectors=[]).start()
     base = f"http://127.0.0.1:{exporter.server.port}"
-    probes = [threading.Thread(target=fetch, args=(f"{base}/probe?target={t}",),
-                               kwargs={"headers": {"X-Prometheus-Scrape-Timeout-Seconds": "8"}, "timeout": 20}, daemon=True)
+    probes = [threading.Thread(target=fetch, args=(f"{base}{path}?target={t}",),
+                               kwargs={"headers": {"X-Prometheus-Scrape-Timeout-Seconds": str(scrape_timeout)}, "timeout": 20},
+                               daemon=True)
               for t in silent.targets()]
     try:
         for t in probes:
             t.start()
-        assert wait_until(lambda: silent.accepted == 40)  # every probe is in flight, waiting on its target
-        # Before: the 40 probes held all 40 --web.max-requests slots and /metrics got 503.
-        assert [fetch(f"{base}/metrics")[0] for _ in range(5)] == [200] * 5
-        status, _, body = fetch(f"{base}/probe?target={silent.targets()[0]}")
-        assert status == 503 and b"concurrent probes" in body  # the probe budget, refused at once
+        assert wait_until(lambda: silent.accepted == n)  # every probe is in flight, waiting on its target
+        yield exporter, base, silent.targets()[0]
     finally:
         for t in probes:
             t.join(20)
         exporter.close()
         silent.close()
+
+
+def test_probes_that_never_end_leave_metrics_its_slots():
+    with probes_in_flight(40, "/probe", scrape_timeout=8) as (exporter, base, target):
+        # Before: the 40 probes held all 40 --web.max-requests slots and /metrics got 503.
+        assert [fetch(f"{base}/metrics")[0] for _ in range(5)] == [200] * 5
+        status, _, body = fetch(f"{base}/probe?target={target}")
+        assert status == 503 and b"concurrent probes" in body  # the probe budget, refused at once
 
 
 def test_metrics_target_probes_count_against_the_probe_budget_not_metrics():
     """hdhomerun_exporter's spelling, /metrics?target=, is a probe: it takes a probe slot, shared
     with /probe, and none of the --web.max-requests slots a scrape of /metrics needs."""
-    silent = Silent(2)
-    exporter = App(Config(listen_address="127.0.0.1:0", collectors={}, max_requests=2, options={
-        "hdhomerun": HDHomeRunOptions(timeout=30.0, allow_targets=("127.0.0.0/8:*",), max_probes=2)}),
-                   resource=build_resource({}), collectors=[]).start()
-    base = f"http://127.0.0.1:{exporter.server.port}"
-    probes = [threading.Thread(target=fetch, args=(f"{base}/metrics?target={t}",),
-                               kwargs={"headers": {"X-Prometheus-Scrape-Timeout-Seconds": "4"}, "timeout": 20}, daemon=True)
-              for t in silent.targets()]
-    try:
-        for t in probes:
-            t.start()
-        assert wait_until(lambda: silent.accepted == 2)  # both probes are in flight, waiting on their targets
+    with probes_in_flight(2, "/metrics", scrape_timeout=4, max_probes=2) as (exporter, base, target):
         assert exporter.server.route_limits["/probe"].in_use == 2
         assert [fetch(f"{base}/metrics")[0] for _ in range(3)] == [200] * 3
         for path in ("/probe", "/metrics"):
-            status, _, body = fetch(f"{base}{path}?target={silent.targets()[0]}")
+            status, _, body = fetch(f"{base}{path}?target={target}")
             assert status == 503 and b"Limit of concurrent probes reached (2)" in body, path
-    finally:
-        for t in probes:
-            t.join(20)
-        exporter.close()
-        silent.close()
 
 
 def test_a_name_that_never_resolves_gives_up_at_the_probe_deadline():
