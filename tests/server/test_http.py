@@ -64,6 +64,37 @@ def wait_for(condition, within: float = 5.0) -> bool:
     return True
 
 
+class HeldRoute:
+    """A route that keeps every request inside it until released, so a test can fill a budget:
+    ``with route.holding(port, path, n) as results`` sends ``n`` requests, waits until all of them
+    are inside, and when the block ends releases them and collects their responses in ``results``."""
+
+    def __init__(self, body: bytes):
+        self.body = body
+        self._entered = threading.Semaphore(0)
+        self._release = threading.Event()
+
+    def __call__(self, request):
+        self._entered.release()
+        self._release.wait(10)
+        return Response(200, self.body)
+
+    @contextmanager
+    def holding(self, port: int, path: str, n: int):
+        results: list = []
+        workers = [threading.Thread(target=lambda: results.append(get(port, path, timeout=15))) for _ in range(n)]
+        for w in workers:
+            w.start()
+        try:
+            for _ in range(n):
+                assert self._entered.acquire(timeout=10), "a request never reached the route"
+            yield results
+        finally:
+            self._release.set()
+            for w in workers:
+                w.join(15)
+
+
 # --- one deadline for the whole request head ------------------------------------------------------
 
 
@@ -235,28 +266,13 @@ def test_a_client_that_reads_a_trickle_is_dropped_at_the_write_deadline():
 
 
 def test_scrapes_past_max_requests_get_503_and_healthz_still_answers():
-    release = threading.Event()
-    entered = threading.Semaphore(0)
-
-    def slow(request):
-        entered.release()
-        release.wait(10)
-        return Response(200, b"slow 1\n")
-
+    slow = HeldRoute(b"slow 1\n")
     routes = {"/metrics": slow, "/healthz": lambda r: Response(200, b"OK\n")}
     with serving(routes, limits=Limits(max_requests=2)) as server:
-        results = []
-        workers = [threading.Thread(target=lambda: results.append(get(server.port, timeout=15))) for _ in range(2)]
-        for w in workers:
-            w.start()
-        for _ in range(2):
-            assert entered.acquire(timeout=10)
-        status, _, body = get(server.port)
-        assert status == 503 and body == b"Limit of concurrent requests reached (2), try again later.\n"
-        assert get(server.port, "/healthz")[0] == 200
-        release.set()
-        for w in workers:
-            w.join(15)
+        with slow.holding(server.port, "/metrics", 2) as results:
+            status, _, body = get(server.port)
+            assert status == 503 and body == b"Limit of concurrent requests reached (2), try again later.\n"
+            assert get(server.port, "/healthz")[0] == 200
         assert [r[0] for r in results] == [200, 200]
         assert get(server.port)[0] == 200
 

@@ -17,7 +17,7 @@ from otel_bare_metal.exposition.prometheus import PrometheusPage
 from otel_bare_metal.server import http as http_module
 from otel_bare_metal.server.http import ConcurrencyLimit, HTTPServer, Limits, Response
 
-from test_http import closed_by_server, get, serving, wait_for
+from test_http import HeldRoute, closed_by_server, get, serving, wait_for
 
 
 def exchange(port: int, raw: bytes, half_close: bool = False) -> bytes:
@@ -219,29 +219,14 @@ def test_a_failure_registering_a_connection_frees_its_slot(monkeypatch):
 
 
 def test_a_route_with_its_own_budget_cannot_use_up_the_shared_one():
-    release = threading.Event()
-    entered = threading.Semaphore(0)
-
-    def slow(request):
-        entered.release()
-        release.wait(10)
-        return Response(200, b"probe 1\n")
-
+    slow = HeldRoute(b"probe 1\n")
     routes = {"/metrics": lambda r: Response(200, b"m 1\n"), "/probe": slow}
     with serving(routes, limits=Limits(max_requests=2), scrape_paths=("/metrics", "/probe"),
                  route_limits={"/probe": 2}) as server:  # fmt: skip
-        results = []
-        workers = [threading.Thread(target=lambda: results.append(get(server.port, "/probe", timeout=15))) for _ in range(2)]
-        for w in workers:
-            w.start()
-        for _ in range(2):
-            assert entered.acquire(timeout=10)
-        status, _, body = get(server.port, "/probe")
-        assert status == 503 and body == b"Limit of concurrent requests reached (2), try again later.\n"
-        assert get(server.port, "/metrics")[0] == 200, "/metrics keeps its own room"
-        release.set()
-        for w in workers:
-            w.join(15)
+        with slow.holding(server.port, "/probe", 2) as results:
+            status, _, body = get(server.port, "/probe")
+            assert status == 503 and body == b"Limit of concurrent requests reached (2), try again later.\n"
+            assert get(server.port, "/metrics")[0] == 200, "/metrics keeps its own room"
         assert sorted(r[0] for r in results) == [200, 200]
 
 
