@@ -309,8 +309,8 @@ def _doc_sections(args: argparse.Namespace, png: Path | None) -> list[tuple[str,
          "`bench/profile_scrape.py`: the exporter's defaults on this host, in process, each part's median process CPU "
          "time; HTTP from a child client over one keep-alive connection (server CPU per scrape).", profile_scrape.table,
          "The SDK's own collection of the points (a Measurement, attribute cleaning and hashing per observation, an "
-         "aggregation and a data point per series, per instrument a callback and a metric) is about half of a small "
-         "scrape, and no work of ours; the filesystem source's statfs batch runs on its watchdog's thread (its bound on "
+         "aggregation and a data point per series, per instrument a callback and a metric) is the largest part of a "
+         "small scrape, and no work of ours; the filesystem source's statfs batch runs on its watchdog's thread (its bound on "
          "a hung mount); the collection machinery reads fast sources inline; the mount table is read only when it "
          "changed."),
         ("shared", "Concurrent scrapes share a collection",
