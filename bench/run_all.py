@@ -267,8 +267,7 @@ def goal_notes(results: dict) -> list[str]:
             "(`bench/probe_profile.py`): the SDK's own floor for those points is about 0.47 ms of it, the device read "
             "(four request/reply exchanges) 0.25–0.35 ms, encoding 0.1 ms; HTTP adds about 0.15 ms. A target's reader, "
             "its encoder caches and its device connection are kept between probes; what remains is per point or per "
-            "request. The ratio moves by ±15 % between runs on this shared machine (1.33–1.63× in the runs of this "
-            "change).")
+            "request. The ratio moves by ±15 % between runs on this shared machine.")
     sm = results.get("start_memory")
     if sm and any(name.startswith("resident memory at start") for name in missed):
         layers = [rss for _, rss in sm["rows"]]
