@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -230,18 +231,26 @@ def test_systemd_analyze_verifies_the_units_and_rates_the_service_well(tmp_path)
 # What ProtectSystem=strict, ProtectHome=read-only, PrivateTmp=yes, CapabilityBoundingSet= and
 # NoNewPrivileges=yes do to the process, in a mount namespace of the test's own (systemd itself
 # is not running here): every mount read-only, a private /tmp, no capabilities, no new privileges.
+# A checkout (or virtualenv) under /tmp is bound back into the private /tmp, as an installed
+# exporter would live outside it: $OBM_KEEP holds the old /tmp, $OBM_PRESERVE the paths to keep.
 SANDBOX = """
 set -e
 mount --make-rprivate /
+if [ -n "$OBM_PRESERVE" ]; then mount --bind /tmp "$OBM_KEEP"; fi
 awk '{print $5}' /proc/self/mountinfo | sort -u | while read -r mp; do mount -o remount,bind,ro "$mp" 2>/dev/null || true; done
 mount -t tmpfs tmpfs /tmp
+for path in $OBM_PRESERVE; do mkdir -p "$path"; mount --bind "$OBM_KEEP${path#/tmp}" "$path"; done
 exec setpriv --inh-caps=-all --bounding-set=-all --no-new-privs "$@"
 """
 
 
-def _filesystem_series(prefix: list[str]) -> dict:
+def _under_tmp(path: str) -> bool:
+    return path == "/tmp" or path.startswith("/tmp/")
+
+
+def _filesystem_series(prefix: list[str], extra_env: dict[str, str] | None = None) -> dict:
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT)}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, "PYTHONPATH": str(ROOT), **(extra_env or {})}
     proc = subprocess.Popen([*prefix, sys.executable, "-m", "otel_bare_metal", f"--web.listen-address=127.0.0.1:{port}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -262,6 +271,12 @@ def _can_unshare() -> bool:
 @pytest.mark.skipif(not _can_unshare(), reason="needs CAP_SYS_ADMIN for a mount namespace (run as root)")
 def test_the_sandbox_still_reads_proc_and_statfs_on_every_mount():
     plain = _filesystem_series([])
-    sandboxed = _filesystem_series(["unshare", "-m", "--propagation", "private", "sh", "-c", SANDBOX, "sandbox"])
+    preserve = sorted({p for p in (str(ROOT), sys.prefix) if _under_tmp(p)})
+    keep = tempfile.mkdtemp(prefix="obm-old-tmp-", dir="/dev/shm" if os.path.isdir("/dev/shm") else "/var/tmp")
+    try:
+        sandboxed = _filesystem_series(["unshare", "-m", "--propagation", "private", "sh", "-c", SANDBOX, "sandbox"],
+                                       {"OBM_KEEP": keep, "OBM_PRESERVE": " ".join(preserve)})
+    finally:
+        os.rmdir(keep)
     assert plain[("otel_bare_metal_collector_success", (("collector", "filesystem"),))] == 1
     assert sandboxed == plain, "the same mounts, read-write where the host has them so, and no new errors"
