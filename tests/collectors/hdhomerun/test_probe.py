@@ -109,14 +109,18 @@ def test_concurrent_probes_never_mix_targets(recorded):
                 failures.append((address, "series count"))
 
     targets_reference = {a: reference_render(FixedDevice(r), "otel", None)[0].decode() for a, r in readings.items()}
-    threads = [threading.Thread(target=worker, args=(a,)) for a in readings]
+    _run_all([threading.Thread(target=worker, args=(a,)) for a in readings])
+    targets.close()
+    assert failures == []
+
+
+def _run_all(threads: list[threading.Thread]) -> None:
+    """Start the threads together and wait for all of them (each bounded: a hang fails the test)."""
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    targets.close()
     assert not any(t.is_alive() for t in threads)
-    assert failures == []
 
 
 def _live_aggregations() -> int:
@@ -175,12 +179,7 @@ def test_readers_taken_from_targets_in_use_stay_correct(recorded):
             if got != expected[address]:
                 failures.append((address, "page"))
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
+    _run_all([threading.Thread(target=worker, args=(k,)) for k in range(6)])
     assert failures == []
     targets.close()
     assert _live_aggregations() == before
@@ -268,12 +267,7 @@ def test_concurrent_probes_of_one_target_each_get_its_own_page(recorded):
             if got != expected:
                 failures.append(got)
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
+    _run_all([threading.Thread(target=worker) for _ in range(6)])
     assert failures == []
     assert _live_aggregations() - before == held
     targets.close()
