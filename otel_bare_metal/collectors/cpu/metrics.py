@@ -87,10 +87,11 @@ class CPUObservers:
             return []
         out = []
         for c in stat.cpus:
+            attrs = self._of(c.cpu)
             if c.guest is not None:
-                out.append(Observation(c.guest, self._of(c.cpu)["guest"]))
+                out.append(Observation(c.guest, attrs["guest"]))
             if c.guest_nice is not None:
-                out.append(Observation(c.guest_nice, self._of(c.cpu)["guest_nice"]))
+                out.append(Observation(c.guest_nice, attrs["guest_nice"]))
         return out
 
     def logical_count(self) -> Iterable[Observation]:
